@@ -1,0 +1,6 @@
+"""Token mixers of the generalized linear recurrence Y = (I - B)^{-1} A V."""
+
+from .ops import BACKENDS, glr, poisoned_outputs
+from .patterns import make_direct, make_pattern
+
+__all__ = ["glr", "BACKENDS", "poisoned_outputs", "make_pattern", "make_direct"]

@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -54,7 +54,8 @@ def parse_spec(spec: str) -> tuple[str, list[int]]:
             try:
                 values.append(int(a))
             except ValueError:
-                raise ValueError(f"pattern spec {spec!r}: argument {a.strip()!r} is not an integer") from None
+                raise ValueError(
+                    f"pattern spec {spec!r}: argument {a.strip()!r} is not an integer") from None
     return name, values
 
 
@@ -78,7 +79,8 @@ def _compile_expression(expr: str) -> Callable[[int], int]:
             raise ValueError(f"recurrent pattern {expr!r}: only integer arithmetic in k is allowed "
                              f"(+ - * ** // %), found {type(node).__name__}")
         if isinstance(node, ast.Name) and node.id != "k":
-            raise ValueError(f"recurrent pattern {expr!r}: the only variable is k, found {node.id!r}")
+            raise ValueError(
+                f"recurrent pattern {expr!r}: the only variable is k, found {node.id!r}")
         if isinstance(node, ast.Constant) and not isinstance(node.value, int):
             raise ValueError(f"recurrent pattern {expr!r}: constants must be integers")
     code = compile(tree, "<pattern>", "eval")
@@ -201,7 +203,7 @@ class RecurrentPattern:
         return f"RecurrentPattern({self.name}{', cache_efficient' if self.cache_efficient else ''})"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(name: str, args: tuple, cache_efficient: bool) -> RecurrentPattern:
     if name == "none":
         return RecurrentPattern("none", lambda k: k + 1, 0, cache_efficient)
@@ -229,7 +231,8 @@ def make_pattern(name, cache_efficient: bool = False, **params) -> RecurrentPatt
     """
     if isinstance(name, RecurrentPattern):
         if params:
-            raise ValueError(f"make_pattern: parameters {sorted(params)} given with a pattern object")
+            raise ValueError(
+                f"make_pattern: parameters {sorted(params)} given with a pattern object")
         if cache_efficient and not name.cache_efficient:
             return RecurrentPattern(name.name, name.f, name.num_terms, True)
         return name
@@ -313,4 +316,5 @@ def make_direct(spec: str) -> DirectPattern:
         if args[0] < 1:
             raise ValueError(f"direct: window size must be >= 1, got {args[0]}")
         return DirectPattern(f"window({args[0]})", args[0])
-    raise ValueError(f"direct pattern {spec!r} unknown: expected one of 'self', 'window(w)', 'full'")
+    raise ValueError(
+        f"direct pattern {spec!r} unknown: expected one of 'self', 'window(w)', 'full'")
