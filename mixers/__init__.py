@@ -1,6 +1,11 @@
 """Token mixers of the generalized linear recurrence Y = (I - B)^{-1} A V."""
 
+from .config import MixerConfig
+from .layers import GLRMixer, LinearAttention, build_mixer
 from .ops import BACKENDS, glr, poisoned_outputs
 from .patterns import make_direct, make_pattern
 
-__all__ = ["glr", "BACKENDS", "poisoned_outputs", "make_pattern", "make_direct"]
+__all__ = [
+    "glr", "BACKENDS", "poisoned_outputs", "make_pattern", "make_direct",
+    "MixerConfig", "GLRMixer", "LinearAttention", "build_mixer",
+]

@@ -58,9 +58,9 @@ def glr(v, alpha, a_idx, beta, b_idx, backend: str = "auto", chunk_size: int = 6
         raise ValueError(f"glr: backend must be one of {BACKENDS}, got {backend!r}")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"glr: chunk_size must be an integer >= 1, got {chunk_size!r}")
-    a_idx = a_idx.to(device=v.device, dtype=torch.long)
-    b_idx = b_idx.to(device=v.device, dtype=torch.long)
+    a_idx, b_idx = a_idx.to(v.device), b_idx.to(v.device)
     check_inputs(v, alpha, a_idx, beta, b_idx)
+    a_idx, b_idx = a_idx.long(), b_idx.long()
     if backend == "auto":
         backend = "triton" if v.is_cuda else "chunked"
     if backend == "reference":

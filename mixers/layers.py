@@ -1,0 +1,209 @@
+"""Token-mixing layers: one GLRMixer for the whole catalogue, and linear attention.
+
+GLRMixer computes, per head, the joint-softmax coefficients of DESIGN.md 1.2
+
+    s[i, j] = q_i . k_j  / sqrt(d)   for j in A(i)      (direct)
+    r[i, j] = q_i . kr_j / sqrt(d)   for j in B(i)      (recurrent; kr has its own projection)
+    [alpha_i | beta_i] = softmax([s_i | r_i])
+
+and then y = glr(v, alpha, A, beta, B). Every row of [A | B] is a probability vector, so
+|y_i| <= max_j |v_j|: stable for any n. Attention, local attention, SSM-like first-order
+recurrences, pow2, sq1 ... are all this one class with different patterns (conf/mixer/*.yaml).
+
+Both layers decode token by token with `step(x_t, cache)`, keeping only what the patterns will
+read again (for pow2_cache: O(log n) vectors, for sq1_cache: O(sqrt n)).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import MixerConfig
+from .ops import glr
+from .ops.chunked import gather_dot
+from .patterns import make_direct, make_pattern
+
+
+def _split_heads(x, num_heads):
+    b, n, _ = x.shape
+    return x.view(b, n, num_heads, -1).transpose(1, 2)  # [b, h, n, dh]
+
+
+def _merge_heads(y):
+    b, h, n, dh = y.shape
+    return y.transpose(1, 2).reshape(b, n, h * dh)
+
+
+class GLRMixer(nn.Module):
+    def __init__(self, d_model: int, num_heads: int, direct: str = "self",
+                 recurrent: str = "none", cache_efficient: bool = False, chunk_size: int = 64,
+                 backend: str = "auto"):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        self.num_heads, self.head_dim = num_heads, d_model // num_heads
+        self.direct = make_direct(direct)
+        self.recurrent = make_pattern(recurrent, cache_efficient=cache_efficient)
+        self.chunk_size, self.backend = chunk_size, backend
+        self.has_recurrence = self.recurrent.num_terms != 0
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.kr = nn.Linear(d_model, d_model, bias=False) if self.has_recurrence else None
+        self.out = nn.Linear(d_model, d_model, bias=False)
+
+    # -- parallel form ----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        if self.direct.window is None and not self.has_recurrence:
+            return self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
+        a_idx = self.direct.index(n).to(x.device)
+        b_idx = self.recurrent.index(n).to(x.device)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        s = gather_dot(q, a_idx.clamp(min=0), k, n) * scale
+        s = s.masked_fill(a_idx < 0, float("-inf"))
+        if self.has_recurrence:
+            kr = _split_heads(self.kr(x), self.num_heads)
+            r = gather_dot(q, b_idx.clamp(min=0), kr, n) * scale
+            r = r.masked_fill(b_idx < 0, float("-inf"))
+            coef = torch.softmax(torch.cat([s, r], dim=-1), dim=-1)
+        else:
+            coef = torch.softmax(s, dim=-1)
+        alpha, beta = coef.split([a_idx.shape[1], b_idx.shape[1]], dim=-1)
+        y = glr(v, alpha, a_idx, beta, b_idx, backend=self.backend, chunk_size=self.chunk_size)
+        return self.out(_merge_heads(y))
+
+    # -- decoding ---------------------------------------------------------------------------
+    def step(self, x_t: torch.Tensor, cache: dict | None = None):
+        """One token: x_t [B, d_model] -> (y_t [B, d_model], cache).
+
+        The cache maps positions to the vectors a later token will read: (k, v) for the direct
+        part, (kr, y) for the recurrence. After each step it is pruned to the patterns' live
+        sets, so its size is the pattern's true decoding cache, not the sequence length.
+        """
+        if cache is None:
+            cache = {"t": 0, "direct": {}, "recurrent": {}}
+        t = cache["t"]
+        b = x_t.shape[0]
+        q, k, v = (u.view(b, self.num_heads, self.head_dim)
+                   for u in self.qkv(x_t).chunk(3, dim=-1))
+        cache["direct"][t] = (k, v)
+        keys = [cache["direct"][j][0] for j in self.direct.reads(t)]
+        vals = [cache["direct"][j][1] for j in self.direct.reads(t)]
+        if self.has_recurrence:
+            reads = self.recurrent.reads(t)
+            keys += [cache["recurrent"][j][0] for j in reads]
+            vals += [cache["recurrent"][j][1] for j in reads]
+        keys, vals = torch.stack(keys, dim=2), torch.stack(vals, dim=2)  # [b, h, m, dh]
+        w = torch.softmax((keys @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.head_dim), -1)
+        y = (w.unsqueeze(-1) * vals).sum(2)  # [b, h, dh]
+        if self.has_recurrence:
+            kr = self.kr(x_t).view(b, self.num_heads, self.head_dim)
+            cache["recurrent"][t] = (kr, y)
+            live = set(self.recurrent.live(t))
+            cache["recurrent"] = {j: e for j, e in cache["recurrent"].items() if j in live}
+        live = set(self.direct.live(t))
+        cache["direct"] = {j: e for j, e in cache["direct"].items() if j in live}
+        cache["t"] = t + 1
+        return self.out(y.reshape(b, -1)), cache
+
+    # -- costs ------------------------------------------------------------------------------
+    def state_size(self, n: int) -> int:
+        """Floats this layer keeps to decode token n: (k, v) per direct cache entry and
+        (kr, y) per recurrent cache entry, for every head."""
+        vectors = self.direct.cache_size(n) + self.recurrent.cache_size(n)
+        return vectors * 2 * self.head_dim * self.num_heads
+
+    def flops_per_token(self, n: int) -> int:
+        """Mixing flops of token n - 1 (projections excluded): a score and a weighted sum of
+        head_dim each per read, for every head."""
+        i = n - 1
+        reads = len(self.direct.reads(i)) + len(self.recurrent.reads(i))
+        return 4 * reads * self.head_dim * self.num_heads
+
+
+class LinearAttention(nn.Module):
+    """The state-expanded family (DESIGN.md 1.4) with B = 0 and A = full of ones:
+
+        o_i = sum_{j <= i} (phi(q_i) . phi(k_j)) v_j / sum_{j <= i} phi(q_i) . phi(k_j)
+
+    phi = elu + 1 keeps the weights positive. The parallel form is chunked: within a chunk the
+    masked L x L product, across chunks a d x d state S = sum phi(k_j) v_j^T (and z = sum
+    phi(k_j)); `step` carries exactly (S, z). The materialised-M form is `reference`.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, chunk_size: int = 64, eps: float = 1e-6):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        self.num_heads, self.head_dim = num_heads, d_model // num_heads
+        self.chunk_size, self.eps = chunk_size, eps
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+
+    def _features(self, x):
+        q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        return F.elu(q) + 1, F.elu(k) + 1, v
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._features(x)
+        m = (q @ k.transpose(-1, -2)).tril()  # M = A = causal ones, times q_i . k_j
+        y = (m @ v) / (m.sum(-1, keepdim=True) + self.eps)
+        return self.out(_merge_heads(y))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._features(x)
+        b, h, n, dh = q.shape
+        state = q.new_zeros(b, h, dh, dh)
+        norm = q.new_zeros(b, h, dh)
+        outs = []
+        for s in range(0, n, self.chunk_size):
+            qc, kc, vc = (t[:, :, s:s + self.chunk_size] for t in (q, k, v))
+            m = (qc @ kc.transpose(-1, -2)).tril()
+            num = m @ vc + qc @ state
+            den = m.sum(-1) + (qc * norm.unsqueeze(2)).sum(-1)
+            outs.append(num / (den.unsqueeze(-1) + self.eps))
+            state = state + kc.transpose(-1, -2) @ vc
+            norm = norm + kc.sum(2)
+        return self.out(_merge_heads(torch.cat(outs, dim=2)))
+
+    def step(self, x_t: torch.Tensor, cache: dict | None = None):
+        b = x_t.shape[0]
+        q, k, v = self._features(x_t.unsqueeze(1))
+        q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]  # [b, h, dh]
+        if cache is None:
+            cache = {"t": 0, "S": q.new_zeros(b, self.num_heads, self.head_dim, self.head_dim),
+                     "z": q.new_zeros(b, self.num_heads, self.head_dim)}
+        cache["S"] = cache["S"] + k.unsqueeze(-1) * v.unsqueeze(-2)
+        cache["z"] = cache["z"] + k
+        num = (q.unsqueeze(-1) * cache["S"]).sum(-2)
+        den = (q * cache["z"]).sum(-1, keepdim=True)
+        cache["t"] += 1
+        return self.out((num / (den + self.eps)).reshape(b, -1)), cache
+
+    def state_size(self, n: int) -> int:
+        return self.num_heads * (self.head_dim * self.head_dim + self.head_dim)
+
+    def flops_per_token(self, n: int) -> int:
+        return 4 * self.num_heads * self.head_dim * self.head_dim
+
+
+def build_mixer(cfg, d_model: int, num_heads: int) -> nn.Module:
+    """A mixer from a MixerConfig or a mapping with its keys (conf/mixer/*.yaml)."""
+    if not isinstance(cfg, MixerConfig):
+        if not isinstance(cfg, Mapping):
+            raise ValueError(f"build_mixer: expected a MixerConfig or a mapping, got {cfg!r}")
+        known = set(MixerConfig.__dataclass_fields__)
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f"mixer config: unknown keys {unknown}; known keys: {sorted(known)}")
+        cfg = MixerConfig(**dict(cfg))
+    if cfg.kind == "linear_attention":
+        return LinearAttention(d_model, num_heads, chunk_size=cfg.chunk_size)
+    return GLRMixer(d_model, num_heads, direct=cfg.direct, recurrent=cfg.recurrent,
+                    cache_efficient=cfg.cache_efficient, chunk_size=cfg.chunk_size,
+                    backend=cfg.backend)
