@@ -66,45 +66,41 @@ def gather_dot(z, idx, src, span):
     return torch.einsum("bhid,bhikd->bhik", z, src[:, :, idx])
 
 
-class _Chunks:
-    """Per-call bookkeeping: padded entries masked once, reads split into past / in-chunk."""
+class _Chunk:
+    """The rows [s, e) of one call: padding masked, recurrent reads split into the ones that leave
+    the chunk (gathered from finished outputs) and the ones inside it (entries of B_cc).
+    Built per chunk, so no [n, K]-sized temporaries are made for dense patterns."""
 
-    def __init__(self, alpha, a_idx, beta, b_idx, chunk_size):
-        n = a_idx.shape[0]
-        self.n, self.size = n, chunk_size
-        self.alpha, self.a_cols, self.a_valid = mask_padding(alpha, a_idx)
-        beta, self.b_cols, self.b_valid = mask_padding(beta, b_idx)
-        self.beta = beta
-        start = (torch.arange(n, device=b_idx.device) // chunk_size * chunk_size).unsqueeze(1)
-        in_chunk = b_idx >= start
-        # a past read goes through the gather; an in-chunk read is an entry of B_cc
+    def __init__(self, s, e, alpha, a_idx, beta, b_idx):
+        self.s, self.e = s, e
+        self.alpha, self.a_cols, a_valid = mask_padding(alpha[:, :, s:e], a_idx[s:e])
+        beta, self.b_cols, b_valid = mask_padding(beta[:, :, s:e], b_idx[s:e])
+        self.a_valid, self.b_valid = a_valid.to(alpha.dtype), b_valid.to(beta.dtype)
+        in_chunk = b_idx[s:e] >= s
         self.beta_past = beta * (~in_chunk).to(beta.dtype)
-        self.beta_in = beta * in_chunk.to(beta.dtype)
-        self.b_local = torch.where(in_chunk, b_idx - start, 0)
-        self.b_past_cols = torch.where(in_chunk, 0, self.b_cols)  # in range for a span of s
+        self.b_past_cols = torch.where(in_chunk, 0, self.b_cols)  # all < s: in range of span s
+        block = _dense_block(beta * in_chunk.to(beta.dtype),
+                             torch.where(in_chunk, b_idx[s:e] - s, 0), e - s)
+        # I - B_cc: unit lower triangular, [B, H, L, L]
+        self.system = torch.eye(e - s, dtype=beta.dtype, device=beta.device) - block
 
-    def bounds(self):
-        for s in range(0, self.n, self.size):
-            yield s, min(self.n, s + self.size)
 
-    def in_chunk_matrix(self, s, e):
-        """I - B_cc for rows [s, e): [B, H, L, L], unit lower triangular."""
-        coef = self.beta_in[:, :, s:e]
-        block = _dense_block(coef, self.b_local[s:e], e - s)
-        eye = torch.eye(e - s, dtype=coef.dtype, device=coef.device)
-        return eye - block
+def _chunks(alpha, a_idx, beta, b_idx, size, reverse=False):
+    n = a_idx.shape[0]
+    starts = range(0, n, size)
+    for s in reversed(starts) if reverse else starts:
+        yield _Chunk(s, min(n, s + size), alpha, a_idx, beta, b_idx)
 
 
 class ChunkedGLR(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v, alpha, a_idx, beta, b_idx, chunk_size):
-        ch = _Chunks(alpha, a_idx, beta, b_idx, chunk_size)
         y = new_buffer(v.shape, v)
-        for s, e in ch.bounds():
-            r = gather_sum(ch.alpha[:, :, s:e], ch.a_cols[s:e], v, e)
-            r = r + gather_sum(ch.beta_past[:, :, s:e], ch.b_past_cols[s:e], y, s)
-            y[:, :, s:e] = torch.linalg.solve_triangular(
-                ch.in_chunk_matrix(s, e), r, upper=False, unitriangular=True)
+        for c in _chunks(alpha, a_idx, beta, b_idx, chunk_size):
+            r = gather_sum(c.alpha, c.a_cols, v, c.e)
+            r = r + gather_sum(c.beta_past, c.b_past_cols, y, c.s)
+            y[:, :, c.s:c.e] = torch.linalg.solve_triangular(
+                c.system, r, upper=False, unitriangular=True)
         ctx.save_for_backward(v, alpha, a_idx, beta, b_idx, y)
         ctx.chunk_size = chunk_size
         return y
@@ -112,20 +108,18 @@ class ChunkedGLR(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         v, alpha, a_idx, beta, b_idx, y = ctx.saved_tensors
-        ch = _Chunks(alpha, a_idx, beta, b_idx, ctx.chunk_size)
         g = grad_y.contiguous().clone()  # accumulates what later chunks send back in time
         dv = torch.zeros_like(v)
         dalpha = new_buffer(alpha.shape, alpha)
         dbeta = new_buffer(beta.shape, beta)
-        a_valid, b_valid = ch.a_valid.to(v.dtype), ch.b_valid.to(v.dtype)
-        for s, e in reversed(list(ch.bounds())):
+        for c in _chunks(alpha, a_idx, beta, b_idx, ctx.chunk_size, reverse=True):
+            s, e = c.s, c.e
             z = torch.linalg.solve_triangular(
-                ch.in_chunk_matrix(s, e).transpose(-1, -2), g[:, :, s:e],
-                upper=True, unitriangular=True)
-            scatter_add(g, ch.beta_past[:, :, s:e], ch.b_past_cols[s:e], z, s)
-            scatter_add(dv, ch.alpha[:, :, s:e], ch.a_cols[s:e], z, e)
-            dalpha[:, :, s:e] = gather_dot(z, ch.a_cols[s:e], v, e) * a_valid[s:e]
-            dbeta[:, :, s:e] = gather_dot(z, ch.b_cols[s:e], y, e) * b_valid[s:e]
+                c.system.transpose(-1, -2), g[:, :, s:e], upper=True, unitriangular=True)
+            scatter_add(g, c.beta_past, c.b_past_cols, z, s)
+            scatter_add(dv, c.alpha, c.a_cols, z, e)
+            dalpha[:, :, s:e] = gather_dot(z, c.a_cols, v, e) * c.a_valid
+            dbeta[:, :, s:e] = gather_dot(z, c.b_cols, y, e) * c.b_valid
         return dv, dalpha, None, dbeta, None, None
 
 
