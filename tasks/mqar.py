@@ -1,0 +1,127 @@
+"""Multi-query associative recall (MQAR), with Zoology's semantics (Arora et al., 2023).
+
+Layout of one sequence (K = num_kv_pairs, V = vocab_size, L = seq_len, H = V // 2):
+
+    positions 0 .. 2K-1   key, value, key, value, ...   keys in [1, H), values in [H, V)
+    positions 2K .. L-1   the query region: every key once, at an even offset 2 g from 2K,
+                          all other positions are filler
+
+Keys are distinct within a sequence, and so are values. The query gap g of the k-th key (in
+key-value order) is the k-th draw without replacement from {0 .. S-1}, S = (L - 2K) // 2, with
+probability proportional to power_a * (g + 1) ** (power_a - 1), as in Zoology. The target at a
+query's position is its key's value (the token that follows the query); nothing else is scored.
+
+Filler is token 0 when random_non_queries is False; when it is True (the default), filler is
+drawn uniformly from [0, V) minus this sequence's keys. Zoology draws filler from all of [0, V),
+so a filler token can equal a key (an unscored distractor); excluding the keys here keeps the
+scored positions derivable from the inputs: in the query region, a token is a query exactly when
+it is one of the sequence's keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from .base import (
+    IGNORE_INDEX,
+    Task,
+    TaskData,
+    bucket_slices,
+    check_bool,
+    check_float,
+    check_int,
+    log2_buckets,
+    log2_falling_factorial,
+    sample_distinct,
+    sample_excluding,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MQAR(Task):
+    vocab_size: int = 8192
+    seq_len: int = 256
+    num_kv_pairs: int = 16
+    power_a: float = 0.01
+    random_non_queries: bool = True
+
+    name = "mqar"
+    version = 1
+
+    def __post_init__(self) -> None:
+        check_int("num_kv_pairs", self.num_kv_pairs, minimum=1)
+        check_int("vocab_size", self.vocab_size, minimum=4)
+        check_int("seq_len", self.seq_len, minimum=4)
+        check_float("power_a", self.power_a, 0.0, float("inf"), low_open=True, high_open=True)
+        check_bool("random_non_queries", self.random_non_queries)
+        self._set("power_a", float(self.power_a))
+        self._set("random_non_queries", bool(self.random_non_queries))
+        k, half = self.num_kv_pairs, self.vocab_size // 2
+        if k > half - 1 or k > self.vocab_size - half:
+            raise ValueError(
+                f"vocab_size={self.vocab_size} is too small for num_kv_pairs={k}: keys come from "
+                f"[1, vocab_size // 2) and values from [vocab_size // 2, vocab_size), each needs "
+                f"num_kv_pairs distinct tokens (vocab_size >= {2 * k + 2})"
+            )
+        if 4 * k > self.seq_len:
+            raise ValueError(
+                f"num_kv_pairs={k} is too large for seq_len={self.seq_len}: the key-value region "
+                f"(2 * num_kv_pairs) plus one query slot every 2 tokens for each key needs "
+                f"seq_len >= 4 * num_kv_pairs = {4 * k}"
+            )
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def num_query_slots(self) -> int:
+        return (self.seq_len - 2 * self.num_kv_pairs) // 2
+
+    @property
+    def info_bits(self) -> float:
+        # The values of the K keys, given the keys: K distinct values out of V - V // 2.
+        return log2_falling_factorial(self.vocab_size - self.vocab_size // 2, self.num_kv_pairs)
+
+    def buckets(self) -> list[tuple[str, int, int]]:
+        # key j at 2j, its query at 2K + 2g with 0 <= g < S: distance in [2, 2K + 2S - 2]
+        k, s = self.num_kv_pairs, self.num_query_slots
+        return log2_buckets("dist", 2 * k + 2 * s - 2, min_value=2)
+
+    def gap_probabilities(self) -> np.ndarray:
+        g = np.arange(1, self.num_query_slots + 1, dtype=np.float64)
+        p = self.power_a * g ** (self.power_a - 1)
+        return p / p.sum()
+
+    # ------------------------------------------------------------------ generation
+    def _generate(self, num_examples: int, rng: np.random.Generator) -> TaskData:
+        n, k, length = num_examples, self.num_kv_pairs, self.seq_len
+        half, ctx = self.vocab_size // 2, 2 * self.num_kv_pairs
+        keys = sample_distinct(rng, n, k, 1, half)
+        values = sample_distinct(rng, n, k, half, self.vocab_size)
+
+        # Weighted sampling without replacement, vectorized: exponential races. The slot whose
+        # Exp(1) / p is smallest is the first draw, and so on (same law as successive draws).
+        race = rng.standard_exponential((n, self.num_query_slots)) / self.gap_probabilities()
+        if k < self.num_query_slots:
+            first = np.argpartition(race, k - 1, axis=1)[:, :k]
+        else:
+            first = np.broadcast_to(np.arange(k), (n, k))
+        order = np.argsort(np.take_along_axis(race, first, axis=1), axis=1)
+        gaps = np.take_along_axis(first, order, axis=1)  # gap of the j-th key
+        qpos = ctx + 2 * gaps
+
+        inputs = np.empty((n, length), dtype=np.int64)
+        inputs[:, 0:ctx:2] = keys
+        inputs[:, 1:ctx:2] = values
+        if self.random_non_queries:
+            sample_excluding(rng, keys, length - ctx, self.vocab_size, out=inputs[:, ctx:])
+        else:
+            inputs[:, ctx:] = 0
+        np.put_along_axis(inputs, qpos, keys, axis=1)
+        targets = np.full((n, length), IGNORE_INDEX, dtype=np.int64)
+        np.put_along_axis(targets, qpos, values, axis=1)
+
+        dist = qpos - 2 * np.arange(k)  # from the key's position to its query
+        slices = bucket_slices(self.buckets(), (n, length), qpos, dist)
+        return TaskData(torch.from_numpy(inputs), torch.from_numpy(targets), slices)

@@ -1,0 +1,238 @@
+"""The registry, reproducibility, seeds and hashes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tasks
+from tasks import TASKS, TaskData, content_hash, make_task, split_seed
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = {  # small but valid configurations, to keep tests fast
+    "mqar": {"seq_len": 64, "num_kv_pairs": 8, "vocab_size": 256},
+    "copy": {"copy_len": 16},
+    "selective_copy": {"prefix_len": 48, "num_tokens": 8},
+    "multihop": {"num_chains": 4},
+    "flipflop": {"seq_len": 64},
+    "state_tracking": {"group": "permutation", "degree": 3, "seq_len": 32},
+}
+
+
+def test_registry_lists_every_task():
+    assert set(TASKS) == {
+        "mqar",
+        "copy",
+        "selective_copy",
+        "multihop",
+        "flipflop",
+        "state_tracking",
+    }
+    assert set(SMALL) == set(TASKS)
+    for name, cls in TASKS.items():
+        assert cls.name == name
+        assert dataclasses.is_dataclass(cls)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_defaults_generate(name):
+    task = make_task(name)  # every parameter has a default
+    assert isinstance(task, TASKS[name])
+    data = task.generate(8, 0)
+    assert isinstance(data, TaskData)
+    assert data.inputs.dtype == torch.long and data.targets.dtype == torch.long
+    assert data.inputs.shape == data.targets.shape == (8, task.seq_len)
+    assert 0 <= data.inputs.min() and data.inputs.max() < task.vocab_size
+    assert task.info_bits > 0
+    assert isinstance(data.content_hash, str) and len(data.content_hash) == 64
+
+
+def test_unknown_task_lists_known_ones():
+    with pytest.raises(ValueError) as e:
+        make_task("nope")
+    for name in TASKS:
+        assert name in str(e.value)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_unknown_parameter_is_named(name):
+    with pytest.raises(ValueError, match="bogus_param"):
+        make_task(name, bogus_param=3)
+
+
+def test_public_api():
+    for symbol in ("make_task", "TaskData", "TASKS", "content_hash", "split_seed"):
+        assert hasattr(tasks, symbol)
+
+
+# ------------------------------------------------------------------------ reproducibility
+
+SCRIPT = """
+import json, sys
+from tasks import make_task
+small = json.loads(sys.argv[1])
+print(json.dumps({n: make_task(n, **p).generate(50, 7).content_hash for n, p in small.items()}))
+"""
+
+
+def test_same_config_and_seed_same_tensors_across_processes():
+    here = {n: make_task(n, **p).generate(50, 7).content_hash for n, p in SMALL.items()}
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONHASHSEED="123")
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(SMALL)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == here
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_same_seed_same_data_different_seed_different_data(name):
+    task = make_task(name, **SMALL[name])
+    a, b, c = task.generate(64, 3), task.generate(64, 3), task.generate(64, 4)
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+    assert a.slices.keys() == b.slices.keys()
+    assert all(torch.equal(a.slices[k], b.slices[k]) for k in a.slices)
+    assert a.content_hash == b.content_hash
+    assert not torch.equal(a.inputs, c.inputs)
+    assert a.content_hash != c.content_hash
+
+
+def test_taskdata_hash_depends_on_every_tensor():
+    data = make_task("mqar", **SMALL["mqar"]).generate(16, 0)
+    base = data.content_hash
+    inputs = data.inputs.clone()
+    inputs[3, 5] += 1
+    assert TaskData(inputs, data.targets, data.slices).content_hash != base
+    targets = data.targets.clone()
+    targets[0, -1] = 1 if targets[0, -1] != 1 else 2
+    assert TaskData(data.inputs, targets, data.slices).content_hash != base
+    name = next(iter(data.slices))
+    slices = dict(data.slices, **{name: ~data.slices[name]})
+    assert TaskData(data.inputs, data.targets, slices).content_hash != base
+    renamed = {k + "_": v for k, v in data.slices.items()}
+    assert TaskData(data.inputs, data.targets, renamed).content_hash != base
+    assert TaskData(data.inputs, data.targets, data.slices).content_hash == base
+
+
+# ------------------------------------------------------------------------ seeds
+
+
+def test_split_seeds_never_collide():
+    seen = {}
+    for seed in range(2000):
+        for split in ("train", "val", "test"):
+            s = split_seed(seed, split)
+            assert isinstance(s, int) and s >= 0
+            assert s not in seen, f"{(seed, split)} and {seen[s]} share seed {s}"
+            seen[s] = (seed, split)
+
+
+def test_split_seed_rejects_bad_input():
+    with pytest.raises(ValueError, match="split"):
+        split_seed(0, "dev")
+    with pytest.raises(ValueError, match="seed"):
+        split_seed(-1, "train")
+
+
+def test_split_data_differ():
+    task = make_task("copy", **SMALL["copy"])
+    hashes = {task.generate(32, split_seed(5, s)).content_hash for s in ("train", "val", "test")}
+    assert len(hashes) == 3
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "3"])
+def test_generate_rejects_bad_seed(bad):
+    with pytest.raises(ValueError, match="seed"):
+        make_task("flipflop").generate(4, bad)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.0])
+def test_generate_rejects_bad_num_examples(bad):
+    with pytest.raises(ValueError, match="num_examples"):
+        make_task("flipflop").generate(bad, 0)
+
+
+# ------------------------------------------------------------------------ content_hash
+
+# For every field of every task, overrides that give a valid config differing in that field.
+ALTERNATIVES = {
+    "mqar": {
+        "vocab_size": {"vocab_size": 300},
+        "seq_len": {"seq_len": 66},
+        "num_kv_pairs": {"num_kv_pairs": 7},
+        "power_a": {"power_a": 0.5},
+        "random_non_queries": {"random_non_queries": False},
+    },
+    "copy": {
+        "vocab_size": {"vocab_size": 10},
+        "copy_len": {"copy_len": 17},
+        "seq_len": {"copy_len": 20, "seq_len": 40},
+    },
+    "selective_copy": {
+        "vocab_size": {"vocab_size": 10},
+        "prefix_len": {"prefix_len": 50},
+        "num_tokens": {"num_tokens": 9},
+        "seq_len": {"prefix_len": 50, "seq_len": 58},
+    },
+    "multihop": {
+        "vocab_size": {"vocab_size": 100},
+        "num_chains": {"num_chains": 5},
+        "chain_len": {"chain_len": 5},
+        "hops": {"hops": 2},
+        "num_queries": {"num_queries": 10},
+        "seq_len": {"num_queries": 10, "seq_len": 2 * 4 * 3 + 1 + 20},
+    },
+    "flipflop": {
+        "seq_len": {"seq_len": 66},
+        "p_write": {"p_write": 0.2},
+        "p_read": {"p_read": 0.3},
+    },
+    "state_tracking": {
+        "group": {"group": "cyclic", "degree": None},
+        "order": {"group": "cyclic", "order": 4, "degree": None},
+        "degree": {"degree": 5},
+        "seq_len": {"seq_len": 33},
+        "score": {"score": "last"},
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_content_hash_changes_with_every_field(name):
+    base = make_task(name, **SMALL[name])
+    fields = [f.name for f in dataclasses.fields(base)]
+    assert set(ALTERNATIVES[name]) == set(fields), "every field needs an alternative value"
+    h0 = content_hash(base, 0)
+    assert h0 == content_hash(make_task(name, **SMALL[name]), 0)
+    assert content_hash(base, 1) != h0
+    assert content_hash(base, 0, num_examples=10) != h0
+    for field in fields:
+        other = make_task(name, **{**SMALL[name], **ALTERNATIVES[name][field]})
+        assert getattr(other, field) != getattr(base, field), field
+        assert content_hash(other, 0) != h0, field
+
+
+def test_content_hash_rejects_bad_seed():
+    with pytest.raises(ValueError, match="seed"):
+        content_hash(make_task("copy"), -2)
+
+
+def test_config_round_trip():
+    # config() gives back the (normalised) fields: make_task on it rebuilds an equal task.
+    for name in TASKS:
+        task = make_task(name, **SMALL[name])
+        again = make_task(name, **task.config())
+        assert again == task
+        assert content_hash(again, 3) == content_hash(task, 3)
