@@ -150,6 +150,19 @@ def check_bool(field: str, value) -> None:
         raise ValueError(f"{field} must be a bool, got {value!r}")
 
 
+def check_derived_seq_len(task, derived: int, formula: str) -> None:
+    """A derived seq_len: filled in when unset (None), else it must equal `derived`."""
+    if task.seq_len is None:
+        task._set("seq_len", derived)
+        return
+    check_int("seq_len", task.seq_len, minimum=1)
+    if task.seq_len != derived:
+        raise ValueError(
+            f"seq_len={task.seq_len} does not match {formula} = {derived}; "
+            "leave seq_len unset to derive it"
+        )
+
+
 def log2_falling_factorial(n: int, k: int) -> float:
     """log2(n! / (n - k)!)."""
     return (math.lgamma(n + 1) - math.lgamma(n - k + 1)) / math.log(2)

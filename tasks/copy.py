@@ -31,22 +31,11 @@ from .base import (
     Task,
     TaskData,
     bucket_slices,
+    check_derived_seq_len,
     check_int,
     log2_buckets,
     sample_distinct,
 )
-
-
-def _check_seq_len(task, derived: int, formula: str) -> None:
-    if task.seq_len is None:
-        task._set("seq_len", derived)
-        return
-    check_int("seq_len", task.seq_len, minimum=1)
-    if task.seq_len != derived:
-        raise ValueError(
-            f"seq_len={task.seq_len} does not match {formula} = {derived}; "
-            "leave seq_len unset to derive it"
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +51,7 @@ class Copy(Task):
     def __post_init__(self) -> None:
         check_int("vocab_size", self.vocab_size, minimum=3)
         check_int("copy_len", self.copy_len, minimum=1)
-        _check_seq_len(self, 2 * self.copy_len, "2 * copy_len")
+        check_derived_seq_len(self, 2 * self.copy_len, "2 * copy_len")
 
     @property
     def info_bits(self) -> float:
@@ -106,7 +95,7 @@ class SelectiveCopy(Task):
                 f"num_tokens={self.num_tokens} must be <= prefix_len={self.prefix_len} "
                 "(each data token takes its own prefix position)"
             )
-        _check_seq_len(self, self.prefix_len + self.num_tokens, "prefix_len + num_tokens")
+        check_derived_seq_len(self, self.prefix_len + self.num_tokens, "prefix_len + num_tokens")
 
     @property
     def info_bits(self) -> float:

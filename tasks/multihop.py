@@ -28,12 +28,12 @@ from .base import (
     IGNORE_INDEX,
     Task,
     TaskData,
+    check_derived_seq_len,
     check_int,
     log2_binomial,
     log2_falling_factorial,
     sample_distinct,
 )
-from .copy import _check_seq_len
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +69,8 @@ class MultiHop(Task):
                 f"tokens are nodes (need vocab_size >= {need + 1 + self.hops})"
             )
         derived = 2 * self.num_facts + 1 + 2 * self.num_queries
-        _check_seq_len(self, derived, "2 * num_chains * (chain_len - 1) + 1 + 2 * num_queries")
+        formula = "2 * num_chains * (chain_len - 1) + 1 + 2 * num_queries"
+        check_derived_seq_len(self, derived, formula)
 
     @property
     def num_nodes(self) -> int:
