@@ -1,0 +1,506 @@
+"""Plots (seaborn on matplotlib, PNG and SVG): accuracy against sequence length, state size (with
+the capacity bound), hop diameter and congestion; measured time against n with fitted exponents.
+
+    python -m analysis.plots RESULTS_DIR [--out DIR] [--metric test_acc] [--bench BENCH.json]
+                             [--task ...] [--mixer ...]
+
+Every plot uses the same colour for a mixer (PALETTE, keyed by catalogue name). A plot whose
+data is missing is skipped with a printed note. Accuracy points are the leaderboard's cells:
+the chosen learning rate's mean over seeds, with the 95% t interval as bars or bands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .results import setting_order
+
+__all__ = ["PALETTE", "color_of", "make_plots", "plot_bench", "load_bench", "load_bench_records",
+           "fit_exponent", "main"]
+
+#: one colour per catalogue mixer; cache-efficient variants are lighter shades of their plain one
+PALETTE = {
+    "attention": "#1f77b4",
+    "local_attention": "#17becf",
+    "linear_attention": "#e377c2",
+    "first_order": "#ff7f0e",
+    "kth_order": "#8c564b",
+    "dense_recurrence": "#d62728",
+    "pow2": "#1b7837",
+    "pow2_cache": "#7fbf7b",
+    "sq1": "#762a83",
+    "sq1_cache": "#b48ccf",
+}
+_EXTRA = ["#7f7f7f", "#bcbd22", "#393b79", "#e6550d", "#637939", "#843c39", "#3182bd",
+          "#31a354", "#756bb1", "#636363", "#d6616b", "#a55194"]
+_MARKERS = ["o", "s", "D", "^", "v", "P", "X", "<", ">", "p"]
+_LINESTYLES = ["-", "--", ":", "-."]
+
+
+def color_of(mixer: str) -> str:
+    """The mixer's colour: the catalogue's, else a fixed pick by a stable hash of its name."""
+    if mixer in PALETTE:
+        return PALETTE[mixer]
+    return _EXTRA[zlib.crc32(str(mixer).encode()) % len(_EXTRA)]
+
+
+def _marker_of(mixer: str) -> str:
+    names = list(PALETTE)
+    i = names.index(mixer) if mixer in names else zlib.crc32(str(mixer).encode())
+    return _MARKERS[i % len(_MARKERS)]
+
+
+def _note(msg: str) -> None:
+    print(f"plots: {msg}")
+
+
+def _style():
+    import seaborn as sns
+
+    return sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.95)
+
+
+def _grid(k: int, ncols: int = 3, size=(4.6, 3.6)):
+    from matplotlib.figure import Figure
+
+    ncols = max(1, min(k, ncols))
+    nrows = math.ceil(k / ncols)
+    fig = Figure(figsize=(size[0] * ncols + 2.4, size[1] * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[k:]:
+        ax.set_visible(False)
+    return fig, axes[:k]
+
+
+def _legend(fig, mixers, extra=()) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=color_of(m), marker=_marker_of(m), linestyle="-", label=m)
+               for m in mixers]
+    handles += list(extra)
+    fig.legend(handles=handles, loc="outside right center", frameon=False, title="mixer")
+
+
+def _save(fig, out: Path, name: str, formats=("png", "svg")) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in formats:
+        fig.savefig(out / f"{name}.{ext}", dpi=130)
+    return out / f"{name}.png"
+
+
+def _ordered(mixers) -> list[str]:
+    names = list(PALETTE)
+    return sorted(set(mixers), key=lambda m: (names.index(m) if m in names else len(names), m))
+
+
+def _points(ax, sub: pd.DataFrame, xcol: str, step: float = 7.0) -> None:
+    """A marker with its 95% interval bar per row of `sub` at x = sub[xcol]. Rows that share an x
+    (up to 2%) are spread sideways by a few points, in palette order, so none hides another."""
+    from matplotlib.transforms import offset_copy
+
+    sub = sub.assign(_order=[_ordered(sub["mixer"]).index(m) for m in sub["mixer"]])
+    sub = sub.sort_values("_order")
+    key = np.round(np.log(np.maximum(sub[xcol].to_numpy(float), 1e-9)) / 0.02)
+    for _, group in sub.groupby(key, sort=False):
+        count = len(group)
+        for k, (_, r) in enumerate(group.iterrows()):
+            y = r["mean"]
+            lo, hi = np.clip(r["lo"], 0, 1), np.clip(r["hi"], 0, 1)  # accuracies live in [0, 1]
+            err = [[y - lo if np.isfinite(lo) else 0], [hi - y if np.isfinite(hi) else 0]]
+            shift = offset_copy(ax.transData, fig=ax.figure, x=(k - (count - 1) / 2) * step,
+                                y=0, units="points")
+            ax.errorbar([r[xcol]], [y], yerr=err, fmt=_marker_of(r["mixer"]), ms=6, capsize=3,
+                        color=color_of(r["mixer"]), lw=1.2, transform=shift, zorder=3)
+
+
+def _thin_labels(ticks, x_inf=None, gap: float = 0.45) -> list[str]:
+    """Tick labels on a log2 axis, blank where a label would crowd its left neighbour."""
+    labels, last = [], -np.inf
+    for t in ticks:
+        if np.log2(t) - last >= gap or t == ticks[-1]:
+            labels.append("∞" if x_inf is not None and t == x_inf else f"{t:g}")
+            last = np.log2(t)
+        else:
+            labels.append("")
+    return labels
+
+
+def _metric_label(metric: str) -> str:
+    return {"test_acc": "test accuracy", "test_exact": "test exact match",
+            "val_acc": "validation accuracy"}.get(metric, metric)
+
+
+# ----------------------------------------------------------------------------------------------
+# accuracy plots
+
+
+def _seq_len_panels(cells: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    panels = []
+    for task, sub in cells.dropna(subset=["seq_len"]).groupby("task", sort=True):
+        if sub["seq_len"].nunique() < 2:
+            continue
+        per_len = sub.groupby("seq_len")["task_setting"].nunique()
+        if per_len.max() == 1:
+            panels.append((str(task), sub))
+            continue
+        # several settings share a length: split by the other task parameters
+        def family(cfg):
+            if not isinstance(cfg, dict):
+                return ""
+            return json.dumps({k: v for k, v in cfg.items() if k != "seq_len"}, sort_keys=True,
+                              default=str)
+        fam = sub["task_config"].map(family)
+        for i, (_, part) in enumerate(sub.groupby(fam, sort=True)):
+            if part["seq_len"].nunique() >= 2 and part.groupby("seq_len")[
+                    "task_setting"].nunique().max() == 1:
+                panels.append((f"{task} ({i + 1})", part))
+    return panels
+
+
+def plot_seq_len(cells: pd.DataFrame, out: Path, metric: str):
+    panels = _seq_len_panels(cells)
+    if not panels:
+        _note("accuracy against sequence length skipped: no task has results at several "
+              "seq_len values")
+        return None
+    import seaborn as sns
+
+    ax_style, ctx = _style()
+    with ax_style, ctx:
+        fig, axes = _grid(len(panels))
+        for ax, (title, sub) in zip(axes, panels):
+            mixers = _ordered(sub["mixer"])
+            for m in mixers:
+                part = sub[sub["mixer"] == m].sort_values("seq_len")
+                x = part["seq_len"].to_numpy(float)
+                ax.fill_between(x, np.clip(part["lo"].to_numpy(float), 0, 1),
+                                np.clip(part["hi"].to_numpy(float), 0, 1),
+                                color=color_of(m), alpha=0.18, lw=0)
+            sns.lineplot(data=sub, x="seq_len", y="mean", hue="mixer", style="mixer",
+                         palette={m: color_of(m) for m in mixers},
+                         markers={m: _marker_of(m) for m in mixers}, dashes=False,
+                         hue_order=mixers, style_order=mixers, errorbar=None, ax=ax,
+                         legend=False)
+            ax.set_xscale("log", base=2)
+            lens = sorted(sub["seq_len"].unique())
+            ax.set_xticks(lens, [str(int(v)) for v in lens])
+            ax.minorticks_off()
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_title(title)
+            ax.set_xlabel("sequence length")
+            ax.set_ylabel(_metric_label(metric))
+        _legend(fig, _ordered(cells["mixer"]))
+        fig.suptitle("Accuracy against sequence length (bands: 95% t interval over seeds)")
+        return _save(fig, out, "accuracy_vs_seq_len")
+
+
+def _state_x(row) -> float:
+    from .theory import state_floats
+
+    if np.isfinite(row.get("state_size", np.nan)):
+        return float(row["state_size"])
+    if not (np.isfinite(row.get("d_model", np.nan)) and np.isfinite(row.get("seq_len", np.nan))):
+        return math.nan
+    heads = int(row["num_heads"]) if np.isfinite(row.get("num_heads", np.nan)) else 1
+    spec = row["mixer_config"] if isinstance(row.get("mixer_config"), dict) and row[
+        "mixer_config"] and row["mixer"] not in PALETTE else row["mixer"]
+    try:
+        return state_floats(spec, int(row["seq_len"]), int(row["d_model"]), heads)
+    except ValueError:
+        return math.nan
+
+
+def _bound_inputs(sub: pd.DataFrame):
+    """(info_bits, chance, num_layers) of a task setting, or None when unknown."""
+    from .results import task_of
+    from .theory import task_chance
+
+    task = None
+    cfg = sub["task_config"].dropna()
+    if len(cfg):
+        task = task_of(cfg.iloc[0])
+    info = sub["info_bits"].median() if "info_bits" in sub else math.nan
+    if not np.isfinite(info) and task is not None:
+        info = float(task.info_bits)
+    if not np.isfinite(info):
+        return None
+    chance = task_chance(task)[0] if task is not None else 0.5
+    layers = sub["num_layers"].median()
+    return info, chance, int(layers) if np.isfinite(layers) else 1
+
+
+def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int = 16):
+    from matplotlib.lines import Line2D
+
+    from .theory import accuracy_ceiling
+
+    data = cells.copy()
+    data["state"] = [_state_x(r) for _, r in data.iterrows()]
+    data = data[np.isfinite(data["state"]) & (data["state"] > 0)]
+    if data.empty:
+        _note("accuracy against state size skipped: no state size (theory.state_size, or "
+              "d_model in the configs) in the results")
+        return None
+    settings = setting_order(data)
+    ax_style, ctx = _style()
+    drew_bound = False
+    with ax_style, ctx:
+        fig, axes = _grid(len(settings))
+        for ax, setting in zip(axes, settings):
+            sub = data[data["task_setting"] == setting]
+            _points(ax, sub, "state")
+            ax.set_xscale("log")
+            lo, hi = sub["state"].min() / 3, sub["state"].max() * 3
+            bound = _bound_inputs(sub) if metric in ("test_acc", "val_acc") else None
+            if bound is not None:
+                info, chance, layers = bound
+                knee = info / (bits_per_float * layers)  # the state that holds I bits
+                lo, hi = max(min(lo, knee / 10), 0.5), max(hi, knee * 3)
+                xs = np.logspace(np.log10(lo), np.log10(hi), 200)
+                ys = [accuracy_ceiling(x * bits_per_float * layers, info, chance) for x in xs]
+                ax.plot(xs, ys, color="black", ls="--", lw=1.2, zorder=2)
+                drew_bound = True
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(-0.03, 1.05)
+            ax.set_title(str(setting))
+            ax.set_xlabel("state floats per layer")
+            ax.set_ylabel(_metric_label(metric))
+        extra = []
+        if drew_bound:
+            label = f"capacity bound\n({bits_per_float}-bit floats,\nall layers)"
+            extra.append(Line2D([], [], color="black", ls="--", label=label))
+        else:
+            _note("capacity bound not drawn: task info_bits unknown (tasks package or "
+                  "theory.info_bits needed) or the metric is not a token accuracy")
+        _legend(fig, _ordered(data["mixer"]), extra)
+        fig.suptitle("Accuracy against state size (a point per mixer; bars: 95% t interval)")
+        return _save(fig, out, "accuracy_vs_state")
+
+
+def _with_theory(cells: pd.DataFrame) -> pd.DataFrame:
+    from .results import cell_theory
+
+    data = cells.copy()
+    hops, cong = [], []
+    for _, r in data.iterrows():
+        th = cell_theory(r["mixer"], r["seq_len"], r.get("mixer_config"))
+        hops.append(th["hop_diameter"] if th else math.nan)
+        cong.append(th["congestion"] if th else math.nan)
+    data["hops"] = np.asarray(hops, dtype=float)
+    data["congestion"] = np.asarray(cong, dtype=float)
+    return data
+
+
+def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
+    data = _with_theory(cells)
+    data = data[~data[column].isna()]
+    label = {"hops": "hop diameter", "congestion": "congestion"}[column]
+    if data.empty:
+        _note(f"accuracy against {label} skipped: no mixer or seq_len the theory module knows")
+        return None
+    settings = setting_order(data)
+    ax_style, ctx = _style()
+    with ax_style, ctx:
+        fig, axes = _grid(len(settings))
+        for ax, setting in zip(axes, settings):
+            sub = data[data["task_setting"] == setting].copy()
+            finite = sub.loc[np.isfinite(sub[column]), column]
+            top = finite.max() if len(finite) else 1.0
+            x_inf = max(2.0, top * 2.5) if column == "hops" else max(10.0, top * 5)
+            has_inf = bool(np.isinf(sub[column]).any())
+            sub["x"] = np.where(np.isinf(sub[column]), x_inf, sub[column])
+            _points(ax, sub, "x")
+            if column == "hops":
+                ax.set_xscale("log", base=2)
+                ticks = sorted({float(v) for v in sub["x"]})
+                ax.set_xticks(ticks, _thin_labels(ticks, x_inf if has_inf else None))
+                ax.minorticks_off()
+                ax.set_xlim(min(ticks) / 2.2, max(ticks) * 2.2)
+            else:
+                ax.set_xscale("symlog", linthresh=1.0)
+                ax.set_xlim(-0.7, sub["x"].max() * 3 + 1)
+                if has_inf:
+                    ax.axvline(x_inf, color="grey", lw=0.6, ls=":")
+            ax.set_ylim(-0.03, 1.05)
+            ax.set_title(str(setting))
+            ax.set_xlabel(f"{label} at n = seq_len")
+            ax.set_ylabel(_metric_label(metric))
+        _legend(fig, _ordered(data["mixer"]))
+        what = ("hop diameter (fewest hops, worst pair; ∞: unreachable)" if column == "hops"
+                else "congestion (largest shortest-path load on one position)")
+        fig.suptitle(f"Accuracy against {what}")
+        return _save(fig, out, f"accuracy_vs_{'hops' if column == 'hops' else 'congestion'}")
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmark
+
+
+def load_bench(path) -> pd.DataFrame:
+    """The records of a mixers.bench JSON: a list of {mixer, backend, n, fwd_s, fwdbwd_s,
+    peak_mem_bytes, ...}, or a dict holding such a list under records / results / data / runs."""
+    data = json.loads(Path(path).read_text())
+    if isinstance(data, dict):
+        for key in ("records", "results", "data", "runs", "bench"):
+            if isinstance(data.get(key), list):
+                data = data[key]
+                break
+        else:
+            data = [v for v in data.values() if isinstance(v, dict)]
+    if not isinstance(data, list):
+        raise ValueError("expected a list of records")
+    return load_bench_records(data)
+
+
+def load_bench_records(records) -> pd.DataFrame:
+    """Benchmark records as a DataFrame; non-dict entries, records without a mixer or a numeric
+    n are dropped, missing timings are NaN, a missing backend is ''."""
+    df = pd.DataFrame([r for r in records if isinstance(r, dict)])
+    if df.empty or "n" not in df or "mixer" not in df:
+        return pd.DataFrame(columns=["mixer", "backend", "n"])
+    if "backend" not in df:
+        df["backend"] = ""
+    df["backend"] = df["backend"].fillna("").astype(str)
+    df["n"] = pd.to_numeric(df["n"], errors="coerce")
+    for col in ("fwd_s", "fwdbwd_s", "peak_mem_bytes"):
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df.dropna(subset=["n", "mixer"]).reset_index(drop=True)
+
+
+def fit_exponent(n, t, n_min: int = 1024) -> float:
+    """Slope of log t against log n over n >= n_min (np.polyfit); NaN with fewer than 2 points."""
+    n, t = np.asarray(n, float), np.asarray(t, float)
+    keep = (n >= n_min) & np.isfinite(t) & (t > 0)
+    if len(np.unique(n[keep])) < 2:
+        return math.nan
+    return float(np.polyfit(np.log(n[keep]), np.log(t[keep]), 1)[0])
+
+
+def plot_bench(bench, out: Path, n_min: int = 1024):
+    try:
+        df = load_bench(bench) if not isinstance(bench, pd.DataFrame) else bench
+    except (OSError, ValueError) as e:
+        _note(f"time against n skipped: cannot read {bench} ({e})")
+        return None
+    columns = [c for c in ("fwd_s", "fwdbwd_s") if c in df and (df[c] > 0).any()]
+    if df.empty or not columns:
+        _note(f"time against n skipped: no timed records in {bench}")
+        return None
+    from matplotlib.figure import Figure
+
+    titles = {"fwd_s": "forward", "fwdbwd_s": "forward + backward"}
+    backends = sorted(df["backend"].unique())
+    ax_style, ctx = _style()
+    with ax_style, ctx:
+        fig = Figure(figsize=(10.5, 4.4 * len(columns)), layout="constrained")
+        axes = fig.subplots(len(columns), 1, squeeze=False).ravel()
+        for ax, col in zip(axes, columns):
+            handles = []
+            for m in _ordered(df["mixer"]):
+                for b in backends:
+                    part = df[(df["mixer"] == m) & (df["backend"] == b) & (df[col] > 0)]
+                    part = part.groupby("n", as_index=False)[col].median().sort_values("n")
+                    if part.empty:
+                        continue
+                    slope = fit_exponent(part["n"], part[col], n_min)
+                    fit = f"n^{slope:.2f}" if np.isfinite(slope) else "no fit"
+                    label = f"{m}{f' [{b}]' if b else ''}: {fit}"
+                    (h,) = ax.plot(part["n"], part[col], marker=_marker_of(m), color=color_of(m),
+                                   ls=_LINESTYLES[backends.index(b) % len(_LINESTYLES)],
+                                   label=label, ms=5)
+                    handles.append(h)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("sequence length n")
+            ax.set_ylabel("seconds")
+            ax.set_title(f"{titles[col]} time (exponent: log-log fit over n >= {n_min})")
+            ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                      frameon=False, fontsize="small")
+        return _save(fig, out, "time_vs_n")
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _find_bench(results_dir) -> Path | None:
+    """A *bench*.json at the top of results_dir, else mixers.bench's default output."""
+    found = sorted(Path(results_dir).glob("*bench*.json")) if results_dir is not None else []
+    default = Path("bench_out") / "mixers.json"
+    if not found and default.is_file():
+        found = [default]
+    return found[0] if found else None
+
+
+def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=None,
+               results_dir=None) -> list[tuple[str, Path]]:
+    """Every plot the data allows, into `out` (PNG and SVG). Returns (title, png path) pairs.
+    `cells` is analysis.results.summarize's table (None: only the benchmark plot). Without
+    `bench`, a *bench*.json at the top of results_dir is used when there is one."""
+    out = Path(out)
+    made = []
+    if cells is not None and not cells.empty:
+        for title, fn in (
+            ("Accuracy against sequence length", lambda: plot_seq_len(cells, out, metric)),
+            ("Accuracy against state size", lambda: plot_cache(cells, out, metric)),
+            ("Accuracy against hop diameter",
+             lambda: plot_theory_axis(cells, out, metric, "hops")),
+            ("Accuracy against congestion",
+             lambda: plot_theory_axis(cells, out, metric, "congestion")),
+        ):
+            path = fn()
+            if path is not None:
+                made.append((title, path))
+    else:
+        _note("accuracy plots skipped: no results")
+    bench = bench or _find_bench(results_dir)
+    if bench is None:
+        _note("time against n skipped: no benchmark JSON (--bench PATH, from python -m "
+              "mixers.bench)")
+    else:
+        path = plot_bench(bench, out)
+        if path is not None:
+            made.append(("Time against n", path))
+    return made
+
+
+def main(argv=None) -> int:
+    from .results import NoResultsError, filter_results, load_results, summarize
+
+    ap = argparse.ArgumentParser(prog="python -m analysis.plots",
+                                 description="Plots of a results folder (docs/analysis.md).")
+    ap.add_argument("results_dir")
+    ap.add_argument("--out", help="output folder (default RESULTS_DIR/leaderboard)")
+    ap.add_argument("--metric", default="test_acc")
+    ap.add_argument("--task", action="append")
+    ap.add_argument("--mixer", action="append")
+    ap.add_argument("--bench", help="mixers.bench JSON (time against n)")
+    args = ap.parse_args(argv)
+    cells = None
+    try:
+        runs = filter_results(load_results(args.results_dir), args.task, args.mixer)
+        cells = summarize(runs, metric=args.metric)
+    except NoResultsError as e:
+        _note(f"{e}")
+        if not args.bench:
+            print(f"python -m analysis.plots: nothing to plot under {args.results_dir}",
+                  file=sys.stderr)
+            return 1
+    out = Path(args.out) if args.out else Path(args.results_dir) / "leaderboard"
+    made = make_plots(cells, out, metric=args.metric, bench=args.bench,
+                      results_dir=args.results_dir)
+    for _, path in made:
+        print(f"wrote {path} (and .svg)")
+    return 0 if made else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

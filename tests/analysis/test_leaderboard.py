@@ -1,0 +1,198 @@
+"""The leaderboard on hand-written result folders whose right answers are known."""
+
+import json
+import math
+import statistics
+
+import pandas as pd
+import pytest
+from analysis_helpers import make_result, write
+
+from analysis.leaderboard import build_leaderboard, main
+from analysis.results import NoResultsError, load_results, t_interval
+
+T_975_2DF = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
+T_975_3DF = 3.182446305284263
+
+
+def grid(root):
+    """attention on mqar-64: two rates x three seeds; the better validation rate (3e-3) has
+    test accuracies .85 .87 .95. first_order: one rate, one seed. flipflop-128: both mixers."""
+    att = {1e-3: ([0.80, 0.82, 0.78], [0.99, 0.99, 0.99]),  # best test, worse validation
+           3e-3: ([0.90, 0.88, 0.92], [0.85, 0.87, 0.95])}
+    for lr, (vals, tests) in att.items():
+        for seed, (v, t) in enumerate(zip(vals, tests)):
+            write(root, make_result("mqar-64", "attention", seed, lr, v, t))
+    write(root, make_result("mqar-64", "first_order", 0, 1e-3, 0.5, 0.40))
+    for seed, t in enumerate([0.70, 0.72, 0.74, 0.76]):
+        write(root, make_result("flipflop-128", "attention", seed, 1e-3, t, t, task="flipflop",
+                                seq_len=128))
+        write(root, make_result("flipflop-128", "first_order", seed, 1e-3, 0.9, 0.9 + t / 100,
+                                task="flipflop", seq_len=128))
+    # a failed run with (bogus) perfect metrics must not count; a skipped one neither
+    bad = make_result("mqar-64", "first_order", 1, 1e-3, 1.0, 1.0, status="failed",
+                      error="ValueError: boom")
+    bad["metrics"] = {"val_acc": 1.0, "test_acc": 1.0}
+    write(root, bad)
+    write(root, make_result("mqar-64", "first_order", 2, 1e-3, 1.0, 1.0, status="failed",
+                            error="RuntimeError: CUDA out of memory"))
+    write(root, make_result("mqar-64", "first_order", 3, 1e-3, 1.0, 1.0, status="skipped"))
+    return root
+
+
+def test_lr_choice_mean_and_interval(tmp_path):
+    table = build_leaderboard(grid(tmp_path / "r"))
+    tests = [0.85, 0.87, 0.95]
+    mean = sum(tests) / 3
+    half = T_975_2DF * statistics.stdev(tests) / math.sqrt(3)
+    assert table.loc["attention", "mqar-64"] == pytest.approx(mean)  # 0.89, not 0.99
+    assert table.loc["attention", "mqar-64 ±"] == pytest.approx(half)
+    assert table.loc["attention", "mqar-64 seeds"] == 3
+    assert table.loc["attention", "mqar-64 lr"] == pytest.approx(3e-3)
+    # one seed: the mean, no interval
+    assert table.loc["first_order", "mqar-64"] == pytest.approx(0.40)
+    assert math.isnan(table.loc["first_order", "mqar-64 ±"])
+    assert table.loc["first_order", "mqar-64 seeds"] == 1
+    flip = [0.70, 0.72, 0.74, 0.76]
+    assert table.loc["attention", "flipflop-128 ±"] == pytest.approx(
+        T_975_3DF * statistics.stdev(flip) / 2)
+    # failed runs excluded but counted, skipped ones ignored
+    assert table.attrs["failed"] == 2 and table.attrs["skipped"] == 1
+
+
+def test_ranks_means_and_order(tmp_path):
+    table = build_leaderboard(grid(tmp_path / "r"))
+    # attention wins mqar-64, first_order wins flipflop-128: both mean rank 1.5
+    assert table.loc["attention", "mean rank"] == 1.5
+    assert table.loc["first_order", "mean rank"] == 1.5
+    fo_flip = statistics.mean(0.9 + t / 100 for t in [0.70, 0.72, 0.74, 0.76])
+    assert table.loc["first_order", "mean"] == pytest.approx((0.40 + fo_flip) / 2)
+    assert table.loc["attention", "mean"] == pytest.approx((0.89 + 0.73) / 2)
+    # tie on rank: the better mean goes first
+    expect = sorted(table.index, key=lambda m: -table.loc[m, "mean"])
+    assert list(table.index) == expect
+    # settings ordered by task, then length; theory columns at the largest length
+    assert table.attrs["settings"] == ["flipflop-128", "mqar-64"]
+    assert table.attrs["theory_n"] == 128
+    assert table.loc["attention", "hops"] == 1
+    assert table.loc["first_order", "hops"] == 127
+    assert table.loc["first_order", "cache"] == 1
+    assert table.loc["first_order", "state floats"] == 2 * 32  # 2 * d_model * cache
+
+
+def test_filters_and_metric(tmp_path):
+    root = grid(tmp_path / "r")
+    only = build_leaderboard(root, tasks=["flipflop"])
+    assert only.attrs["settings"] == ["flipflop-128"]
+    one = build_leaderboard(root, mixers="attention")
+    assert list(one.index) == ["attention"]
+    both = build_leaderboard(root, tasks="mqar-64,flipflop-128", mixers=["first_*"])
+    assert list(both.index) == ["first_order"] and len(both.attrs["settings"]) == 2
+    exact = build_leaderboard(root, metric="test_exact")
+    tests = [0.85, 0.87, 0.95]
+    assert exact.loc["attention", "mqar-64"] == pytest.approx(statistics.mean(
+        t ** 4 for t in tests))
+    with pytest.raises(NoResultsError):
+        build_leaderboard(root, mixers="nonexistent")
+
+
+def test_main_writes_every_output(tmp_path, capsys):
+    root = grid(tmp_path / "r")
+    out = tmp_path / "out"
+    assert main([str(root), "--out", str(out), "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert "attention" in printed and "first_order" in printed
+    assert "2 failed" in printed
+    page = (out / "leaderboard.html").read_text()
+    assert "<table" in page and "attention" in page and "first_order" in page
+    assert "sortBy" in page and "http" not in page.replace("http-equiv", "")
+    assert "2 failed" in page
+    md = (out / "leaderboard.md").read_text()
+    assert "| attention |" in md and "0.890 ±" in md and "0.400 (n=1)" in md
+    data = json.loads((out / "leaderboard.json").read_text())
+    assert {r["mixer"] for r in data["rows"]} == {"attention", "first_order"}
+    assert data["failed"] == 2
+    csv = pd.read_csv(out / "leaderboard.csv", index_col=0)
+    assert csv.loc["attention", "mqar-64"] == pytest.approx(0.89)
+
+
+def test_main_default_out_and_plots_embedded(tmp_path):
+    root = grid(tmp_path / "r")
+    assert main([str(root)]) == 0
+    page = (root / "leaderboard" / "leaderboard.html").read_text()
+    assert "data:image/png;base64," in page  # the plots, inline
+    assert (root / "leaderboard" / "accuracy_vs_hops.png").exists()
+
+
+def test_empty_and_failed_only_folders(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([str(empty)]) == 1
+    assert "no result.json" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    write(bad, make_result("mqar-64", "attention", 0, 1e-3, 0, 0, status="failed",
+                           error="boom"))
+    assert main([str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "no successful" in err and "1 failed" in err
+    assert main([str(tmp_path / "missing")]) == 1
+    assert "not a folder" in capsys.readouterr().err
+    root = grid(tmp_path / "r")
+    assert main([str(root), "--mixer", "nothing", "--no-plots"]) == 1
+
+
+def test_console_script_exit_code(tmp_path):
+    import subprocess
+    import sys
+
+    empty = tmp_path / "e"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "analysis.leaderboard", str(empty)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "no result.json" in proc.stderr
+
+
+def test_loader_tolerates_bad_files_and_duplicates(tmp_path):
+    root = tmp_path / "r"
+    write(root, make_result("mqar-64", "attention", 0, 1e-3, 0.5, 0.5))
+    dup = make_result("mqar-64", "attention", 0, 1e-3, 0.9, 0.9)  # same config_hash
+    write(root, dup, name="zz-again")
+    (root / "broken").mkdir()
+    (root / "broken" / "result.json").write_text("{not json")
+    runs = load_results(root)
+    assert (runs["status"] == "unreadable").sum() == 1
+    assert runs.attrs["duplicates"] == 1
+    table = build_leaderboard(root)
+    assert table.loc["attention", "mqar-64"] == 0.5 and table.attrs["unreadable"] == 1
+
+
+def test_t_interval():
+    mean, half, n = t_interval([1.0, 2.0, 3.0])
+    assert (mean, n) == (2.0, 3)
+    assert half == pytest.approx(T_975_2DF * 1.0 / math.sqrt(3))
+    mean, half, n = t_interval([0.5])
+    assert mean == 0.5 and math.isnan(half) and n == 1
+
+
+def test_loader_reads_the_runner_layout_and_a_flat_one(tmp_path):
+    from analysis.results import task_of
+
+    root = tmp_path / "r"
+    write(root, make_result("mqar-64", "attention", 0, 1e-3, 0.5, 0.5, num_layers=3,
+                            task_params={"vocab_size": 64, "num_kv_pairs": 4}, info_bits=12.5))
+    flat = make_result("mqar-128", "attention", 0, 1e-3, 0.5, 0.5)
+    flat["config"]["task"] = {"name": "mqar", "seq_len": 128, "num_kv_pairs": 4}
+    flat["theory"] = {}
+    flat["task_setting"] = None
+    write(root, flat, name="flat")
+    runs = load_results(root).set_index("seq_len")
+    assert runs.loc[64, "num_layers"] == 3 and runs.loc[64, "d_model"] == 32
+    assert runs.loc[64, "info_bits"] == 12.5 and runs.loc[64, "lr"] == 1e-3
+    assert runs.loc[64, "task_config"] == {"name": "mqar", "seq_len": 64, "vocab_size": 64,
+                                          "num_kv_pairs": 4}
+    assert runs.loc[128, "task_config"] == {"name": "mqar", "seq_len": 128, "num_kv_pairs": 4}
+    assert runs.loc[128, "task_setting"] == "mqar-128"
+    pytest.importorskip("tasks")
+    task = task_of(runs.loc[64, "task_config"])
+    assert (task.seq_len, task.num_kv_pairs, task.vocab_size) == (64, 4, 64)

@@ -1,0 +1,88 @@
+"""Plots: produced from a synthetic folder, skipped with a note when their data is missing."""
+
+import json
+
+import numpy as np
+import pytest
+from analysis_helpers import make_result, synthetic_results, write
+
+from analysis import plots
+from analysis.results import load_results, summarize
+from analysis.theory import CATALOGUE
+
+
+def bench_records(exponents, ns=(256, 512, 1024, 2048, 4096)):
+    out = []
+    for mixer, e in exponents.items():
+        for n in ns:
+            t = 1e-6 * n ** e * (5.0 if n < 1024 else 1.0)  # small n off the power law
+            out.append({"mixer": mixer, "backend": "chunked", "n": n, "fwd_s": t,
+                        "fwdbwd_s": 3 * t, "peak_mem_bytes": 1000 * n})
+    return out
+
+
+def test_every_plot_from_a_synthetic_folder(tmp_path, capsys):
+    root = synthetic_results(tmp_path / "r", seeds=(0, 1), lengths=(64, 128), failed=0)
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"records": bench_records({"attention": 2.0, "pow2": 1.1}),
+                                 "fits": {"attention": 2.0}}))
+    cells = summarize(load_results(root))
+    made = plots.make_plots(cells, tmp_path / "out", bench=bench)
+    names = {p.stem for _, p in made}
+    assert names == {"accuracy_vs_seq_len", "accuracy_vs_state", "accuracy_vs_hops",
+                     "accuracy_vs_congestion", "time_vs_n"}
+    for _, png in made:
+        assert png.stat().st_size > 10_000
+        assert png.with_suffix(".svg").exists()
+
+
+def test_missing_data_is_skipped_with_a_note(tmp_path, capsys):
+    root = tmp_path / "r"
+    for seed in (0, 1):  # one length only, no model sizes: no seq-len or state plot
+        rec = make_result("mqar-64", "attention", seed, 1e-3, 0.5, 0.5)
+        rec["config"]["model"] = {}
+        write(root, rec)
+    cells = summarize(load_results(root))
+    made = plots.make_plots(cells, tmp_path / "out")
+    printed = capsys.readouterr().out
+    assert "sequence length skipped" in printed
+    assert "state size skipped" in printed
+    assert "no benchmark JSON" in printed
+    assert {p.stem for _, p in made} == {"accuracy_vs_hops", "accuracy_vs_congestion"}
+
+
+def test_fit_exponent_uses_large_n_only():
+    df = plots.load_bench_records(bench_records({"sq1": 1.5}))
+    part = df[df["mixer"] == "sq1"]
+    assert plots.fit_exponent(part["n"], part["fwd_s"]) == pytest.approx(1.5)
+    # with every n the off-curve small lengths would bend it
+    assert plots.fit_exponent(part["n"], part["fwd_s"], n_min=1) < 1.3
+    assert np.isnan(plots.fit_exponent([1024], [1.0]))
+
+
+def test_bench_loader_is_tolerant(tmp_path, capsys):
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps([{"mixer": "pow2", "n": 1024, "fwd_s": None},
+                                {"mixer": "pow2", "n": 2048, "fwd_s": 0.2, "fits": 1},
+                                {"n": "bad"}, "junk"]))
+    df = plots.load_bench(path)
+    assert len(df) == 2 and set(df["backend"]) == {""}
+    assert plots.plot_bench(tmp_path / "missing.json", tmp_path) is None
+    assert "cannot read" in capsys.readouterr().out
+
+
+def test_palette_is_fixed_and_distinct():
+    assert set(plots.PALETTE) == set(CATALOGUE)
+    assert len(set(plots.PALETTE.values())) == len(plots.PALETTE)
+    assert plots.color_of("pow2") == plots.PALETTE["pow2"]
+    assert plots.color_of("my_hybrid") == plots.color_of("my_hybrid")
+
+
+def test_plots_main_exit_codes(tmp_path):
+    empty = tmp_path / "e"
+    empty.mkdir()
+    assert plots.main([str(empty)]) == 1
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps(bench_records({"attention": 2.0})))
+    assert plots.main([str(empty), "--bench", str(bench), "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "time_vs_n.png").exists()
