@@ -1,0 +1,235 @@
+"""Triton kernels of the glr op (the chunked algorithm of DESIGN.md 2; see docs/triton.md).
+
+Layout: every tensor is contiguous, batch and heads flattened into one axis `bh`:
+v, y, u, z, dv [BH, n, D]; alpha, dalpha [BH, n, KA]; beta, dbeta [BH, n, KB]; a_idx [n, KA],
+b_idx [n, KB] (absolute positions, -1 = none); tinv [BH, NC, C, C] (the in-chunk inverses).
+
+Four kernels, one chunk of C = BLOCK_C rows at a time:
+
+    _glr_fwd_prep   grid (NC, BH), parallel over chunks:
+                    N = B_cc (the in-chunk part of beta as a dense C x C block),
+                    T = (I - N)^{-1} = (I + N)(I + N^2)(I + N^4)...  (log2 C steps of tl.dot),
+                    U = T @ (sum_m alpha[i,m] v[a_idx[i,m]])      (the direct part, solved)
+    _glr_fwd_scan   grid (BH, ND), sequential over chunks in order (ND: blocks of D columns,
+                    which are independent):
+                    Y_c = U_c + T_c @ (sum_{m: b_idx < s} beta[i,m] y[b_idx[i,m]])
+    _glr_bwd_scan   grid (BH, ND), sequential over chunks in reverse:
+                    Z_c = T_c^T @ (G_c + S_c), then S[b_idx[i,m]] += beta[i,m] Z_i (atomic) for
+                    every read that leaves the chunk; Z is written over S (S_c is complete once
+                    chunk c is reached: only later chunks send into it). Also zeroes dv.
+    _glr_bwd_grads  grid (NC, BH), parallel over chunks:
+                    dalpha[i,m] = Z_i . v[a_idx[i,m]], dbeta[i,m] = Z_i . y[b_idx[i,m]],
+                    dv[a_idx[i,m]] += alpha[i,m] Z_i (atomic).
+
+Only pointer arithmetic (no block pointers), no autotuning: block sizes are constexpr chosen in
+Python (mixers/ops/triton_glr.py). Accumulation in ACC (float32, or float64 for float64 inputs).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+# The kernels inline their gathers, reduce with tl.reduce(x, axis, _add) rather than tl.sum and
+# build zeros with tl.full rather than tl.zeros: in the interpreter every call of a nested
+# @triton.jit function (tl.sum, tl.max and tl.zeros are ones) costs milliseconds, as it
+# re-patches triton.language. On the GPU both forms compile alike; the interpreter recognises
+# this combine function and sums with numpy.
+_add = getattr(tl.standard, "_sum_combine", None)
+if _add is None:  # pragma: no cover - a Triton without it: same kernels, slower interpreter
+
+    @triton.jit
+    def _add(a, b):
+        return a + b
+
+
+# Integer arguments other than D are not specialised (on 1 or on divisibility by 16): one
+# compiled kernel serves every length and pattern width. D keeps its divisibility, which lets
+# row gathers vectorise.
+_INTS = ("n", "KA", "KB", "NC")
+
+
+def _jit(fn):
+    names = fn.__code__.co_varnames[:fn.__code__.co_argcount]
+    return triton.jit(fn, do_not_specialize=[a for a in _INTS if a in names])
+
+
+@_jit
+def _glr_fwd_prep(V, ALPHA, AIDX, BETA, BIDX, U, TINV,
+                  n, KA, KB, D, NC,
+                  ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+                  D_PAD: tl.constexpr, BLOCK_KA: tl.constexpr, BLOCK_KB: tl.constexpr,
+                  LOG_C: tl.constexpr, PREC: tl.constexpr):
+    c = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    s = c * BLOCK_C
+    r = tl.arange(0, BLOCK_C)
+    rows = s + r
+    rmask = rows < n
+
+    # N = B_cc: beta[i, m] at column b_idx[i, m] - s, for the reads inside the chunk
+    nil = tl.full([BLOCK_C, BLOCK_C], 0.0, ACC)
+    kb = tl.arange(0, BLOCK_KB)
+    for k0 in range(0, KB, BLOCK_KB):
+        m = rmask[:, None] & (k0 + kb < KB)[None, :]
+        off = rows[:, None] * KB + (k0 + kb)[None, :]
+        idx = tl.load(BIDX + off, mask=m, other=-1)
+        inside = m & (idx >= s)
+        # patterns list their nearest reads first: the blocks further right are skipped
+        if tl.reduce(inside.to(tl.int32), None, _add) > 0:
+            coef = tl.load(BETA + bh * n * KB + off, mask=inside, other=0.0).to(ACC)
+            hit = ((idx - s)[:, :, None] == r[None, None, :]) & inside[:, :, None]
+            nil += tl.reduce(tl.where(hit, coef[:, :, None], 0.0), 1, _add)
+
+    # T = (I - N)^{-1} = sum_{t < C} N^t = prod_{k < log2 C} (I + N^(2^k)): N is nilpotent
+    t = (r[:, None] == r[None, :]).to(ACC) + nil
+    p = nil
+    for _ in tl.static_range(LOG_C - 1):
+        p = tl.dot(p, p, input_precision=PREC)
+        t = t + tl.dot(t, p, input_precision=PREC)
+    tl.store(TINV + (bh * NC + c) * BLOCK_C * BLOCK_C + r[:, None] * BLOCK_C + r[None, :], t)
+
+    # U = T @ (sum_m alpha[i, m] v[a_idx[i, m]]), one block of D columns at a time
+    ka = tl.arange(0, BLOCK_KA)
+    for d0 in tl.static_range(0, D_PAD, BLOCK_D):
+        cols = d0 + tl.arange(0, BLOCK_D)
+        cmask = cols < D
+        acc = tl.full([BLOCK_C, BLOCK_D], 0.0, ACC)
+        for k0 in range(0, KA, BLOCK_KA):
+            m = rmask[:, None] & (k0 + ka < KA)[None, :]
+            off = rows[:, None] * KA + (k0 + ka)[None, :]
+            idx = tl.load(AIDX + off, mask=m, other=-1)
+            valid = m & (idx >= 0)
+            coef = tl.load(ALPHA + bh * n * KA + off, mask=valid, other=0.0).to(ACC)
+            x = tl.load(V + bh * n * D + idx[:, :, None] * D + cols[None, None, :],
+                        mask=valid[:, :, None] & cmask[None, None, :], other=0.0)
+            acc += tl.reduce(coef[:, :, None] * x.to(ACC), 1, _add)
+        u = tl.dot(t, acc, input_precision=PREC)
+        tl.store(U + bh * n * D + rows[:, None] * D + cols[None, :], u,
+                 mask=rmask[:, None] & cmask[None, :])
+
+
+@_jit
+def _glr_fwd_scan(Y, U, TINV, BETA, BIDX,
+                  n, KB, D, NC,
+                  ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+                  BLOCK_KB: tl.constexpr, PREC: tl.constexpr):
+    bh = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    cmask = cols < D
+    r = tl.arange(0, BLOCK_C)
+    kb = tl.arange(0, BLOCK_KB)
+    Yb = Y + bh * n * D
+    for c in range(0, NC):
+        s = c * BLOCK_C
+        rows = s + r
+        rmask = rows < n
+        # reads of outputs of earlier chunks, which this very program stored in earlier steps
+        acc = tl.full([BLOCK_C, BLOCK_D], 0.0, ACC)
+        for k0 in range(0, KB, BLOCK_KB):
+            m = rmask[:, None] & (k0 + kb < KB)[None, :]
+            off = rows[:, None] * KB + (k0 + kb)[None, :]
+            idx = tl.load(BIDX + off, mask=m, other=-1)
+            valid = m & (idx >= 0) & (idx < s)
+            coef = tl.load(BETA + bh * n * KB + off, mask=valid, other=0.0).to(ACC)
+            x = tl.load(Yb + idx[:, :, None] * D + cols[None, None, :],
+                        mask=valid[:, :, None] & cmask[None, None, :], other=0.0,
+                        cache_modifier=".cg")
+            acc += tl.reduce(coef[:, :, None] * x.to(ACC), 1, _add)
+        t = tl.load(TINV + (bh * NC + c) * BLOCK_C * BLOCK_C + r[:, None] * BLOCK_C + r[None, :])
+        omask = rmask[:, None] & cmask[None, :]
+        off = rows[:, None] * D + cols[None, :]
+        y = tl.load(U + bh * n * D + off, mask=omask, other=0.0)
+        y += tl.dot(t, acc, input_precision=PREC)
+        tl.store(Yb + off, y.to(Y.dtype.element_ty), mask=omask)
+        tl.debug_barrier()  # chunk c's stores before chunk c + 1's loads, across warps
+
+
+@_jit
+def _glr_bwd_scan(Z, G, TINV, BETA, BIDX, DV,
+                  n, KB, D, NC,
+                  ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+                  BLOCK_KB: tl.constexpr, PREC: tl.constexpr):
+    bh = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    cmask = cols < D
+    r = tl.arange(0, BLOCK_C)
+    kb = tl.arange(0, BLOCK_KB)
+    Zb = Z + bh * n * D
+    for cc in range(0, NC):
+        c = NC - 1 - cc
+        s = c * BLOCK_C
+        rows = s + r
+        rmask = rows < n
+        omask = rmask[:, None] & cmask[None, :]
+        off = rows[:, None] * D + cols[None, :]
+        # Z holds S_c: what later chunks sent back into these rows, complete by now
+        x = tl.load(Zb + off, mask=omask, other=0.0, cache_modifier=".cg")
+        x += tl.load(G + bh * n * D + off, mask=omask, other=0.0).to(ACC)
+        tt = tl.load(TINV + (bh * NC + c) * BLOCK_C * BLOCK_C + r[None, :] * BLOCK_C
+                     + r[:, None])  # T_c transposed
+        z = tl.dot(tt, x, input_precision=PREC)
+        tl.store(Zb + off, z, mask=omask)
+        tl.store(DV + bh * n * D + off, tl.full([BLOCK_C, BLOCK_D], 0.0, ACC), mask=omask)
+        # send beta[i, m] z_i back to the earlier positions this chunk read from
+        for k0 in range(0, KB, BLOCK_KB):
+            m = rmask[:, None] & (k0 + kb < KB)[None, :]
+            off_k = rows[:, None] * KB + (k0 + kb)[None, :]
+            idx = tl.load(BIDX + off_k, mask=m, other=-1)
+            valid = m & (idx >= 0) & (idx < s)
+            coef = tl.load(BETA + bh * n * KB + off_k, mask=valid, other=0.0).to(ACC)
+            tl.atomic_add(Zb + idx[:, :, None] * D + cols[None, None, :],
+                          coef[:, :, None] * z[:, None, :],
+                          mask=valid[:, :, None] & cmask[None, None, :])
+        tl.debug_barrier()  # chunk c's atomics before chunk c - 1's loads, across warps
+
+
+@_jit
+def _glr_bwd_grads(Z, V, Y, ALPHA, AIDX, BETA, BIDX, DALPHA, DBETA, DV,
+                   n, KA, KB, D,
+                   ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+                   D_PAD: tl.constexpr, BLOCK_KA: tl.constexpr, BLOCK_KB: tl.constexpr):
+    c = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    rows = c * BLOCK_C + tl.arange(0, BLOCK_C)
+    rmask = rows < n
+    base = bh * n * D
+
+    # dalpha[i, m] = z_i . v[a_idx[i, m]];  dv[a_idx[i, m]] += alpha[i, m] z_i
+    ka = tl.arange(0, BLOCK_KA)
+    for k0 in range(0, KA, BLOCK_KA):
+        m = rmask[:, None] & (k0 + ka < KA)[None, :]
+        off = rows[:, None] * KA + (k0 + ka)[None, :]
+        idx = tl.load(AIDX + off, mask=m, other=-1)
+        valid = m & (idx >= 0)
+        coef = tl.load(ALPHA + bh * n * KA + off, mask=valid, other=0.0).to(ACC)
+        dots = tl.full([BLOCK_C, BLOCK_KA], 0.0, ACC)
+        for d0 in tl.static_range(0, D_PAD, BLOCK_D):
+            cols = d0 + tl.arange(0, BLOCK_D)
+            cmask = cols < D
+            z = tl.load(Z + base + rows[:, None] * D + cols[None, :],
+                        mask=rmask[:, None] & cmask[None, :], other=0.0)
+            gmask = valid[:, :, None] & cmask[None, None, :]
+            gptr = base + idx[:, :, None] * D + cols[None, None, :]
+            x = tl.load(V + gptr, mask=gmask, other=0.0).to(ACC)
+            dots += tl.reduce(z[:, None, :] * x, 2, _add)
+            tl.atomic_add(DV + gptr, coef[:, :, None] * z[:, None, :], mask=gmask)
+        tl.store(DALPHA + bh * n * KA + off, dots.to(DALPHA.dtype.element_ty), mask=m)
+
+    # dbeta[i, m] = z_i . y[b_idx[i, m]]
+    kb = tl.arange(0, BLOCK_KB)
+    for k0 in range(0, KB, BLOCK_KB):
+        m = rmask[:, None] & (k0 + kb < KB)[None, :]
+        off = rows[:, None] * KB + (k0 + kb)[None, :]
+        idx = tl.load(BIDX + off, mask=m, other=-1)
+        valid = m & (idx >= 0)
+        dots = tl.full([BLOCK_C, BLOCK_KB], 0.0, ACC)
+        for d0 in tl.static_range(0, D_PAD, BLOCK_D):
+            cols = d0 + tl.arange(0, BLOCK_D)
+            cmask = cols < D
+            z = tl.load(Z + base + rows[:, None] * D + cols[None, :],
+                        mask=rmask[:, None] & cmask[None, :], other=0.0)
+            x = tl.load(Y + base + idx[:, :, None] * D + cols[None, None, :],
+                        mask=valid[:, :, None] & cmask[None, None, :], other=0.0).to(ACC)
+            dots += tl.reduce(z[:, None, :] * x, 2, _add)
+        tl.store(DBETA + bh * n * KB + off, dots.to(DBETA.dtype.element_ty), mask=m)
