@@ -20,6 +20,7 @@ import math
 import os
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .common import new_buffer
 
@@ -263,6 +264,7 @@ class GLRTriton(torch.autograd.Function):
         return y.view(v.shape)
 
     @staticmethod
+    @once_differentiable  # the kernels' backward is not itself differentiable: say so loudly
     def backward(ctx, grad_y):
         vf, af, ai, bf, bi, y, tinv = ctx.saved_tensors
         dv, dalpha, dbeta = _backward(grad_y, vf, af, ai, bf, bi, y, tinv, ctx.cfg)
@@ -286,6 +288,13 @@ def _check_runnable(v: torch.Tensor):
         raise ValueError(f"glr backend 'triton': unsupported dtype {v.dtype}")
 
 
+def _check_sizes(n: int, ka: int, kb: int):
+    # the kernels index the [n, K] pattern tensors with 32-bit offsets
+    if n * max(ka, kb, 1) >= 2**31:
+        raise ValueError(f"glr backend 'triton': n * K = {n} * {max(ka, kb)} >= 2^31 entries in a "
+                         "pattern tensor, beyond the kernels' 32-bit offsets")
+
+
 def glr_triton(v, alpha, a_idx, beta, b_idx, chunk_size: int = 64, *, block_d: int | None = None):
     """Y = (I - B)^{-1} A V with Triton kernels; differentiable in v, alpha and beta.
 
@@ -293,6 +302,7 @@ def glr_triton(v, alpha, a_idx, beta, b_idx, chunk_size: int = 64, *, block_d: i
     split so the grid about fills the GPU. Inputs are checked by `mixers.ops.glr`; call that.
     """
     _check_runnable(v)
+    _check_sizes(v.shape[-2], a_idx.shape[1], b_idx.shape[1])
     if v.shape[-2] == 0 or v.shape[0] * v.shape[1] == 0:
         # nothing to compute, but keep the result connected to the graph
         return v * 0 + (alpha.sum() + beta.sum()) * 0

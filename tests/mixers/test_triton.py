@@ -233,3 +233,9 @@ def test_kernels_compile_for_hopper():
     proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_triton_size_limit():
+    with pytest.raises(ValueError, match="32-bit"):
+        tg._check_sizes(65536, 65536, 1)
+    tg._check_sizes(32768, 32768, 16)  # dense at n = 32768 still fits
