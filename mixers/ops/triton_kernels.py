@@ -124,22 +124,24 @@ def _glr_fwd_scan(Y, U, TINV, BETA, BIDX,
         s = c * BLOCK_C
         rows = s + r
         rmask = rows < n
+        omask = rmask[:, None] & cmask[None, :]
+        off = rows[:, None] * D + cols[None, :]
+        # issued first: these do not depend on the previous chunk, so their latency overlaps
+        # with the gathers below, which do
+        t = tl.load(TINV + (bh * NC + c) * BLOCK_C * BLOCK_C + r[:, None] * BLOCK_C + r[None, :])
+        y = tl.load(U + bh * n * D + off, mask=omask, other=0.0)
         # reads of outputs of earlier chunks, which this very program stored in earlier steps
         acc = tl.full([BLOCK_C, BLOCK_D], 0.0, ACC)
         for k0 in range(0, KB, BLOCK_KB):
             m = rmask[:, None] & (k0 + kb < KB)[None, :]
-            off = rows[:, None] * KB + (k0 + kb)[None, :]
-            idx = tl.load(BIDX + off, mask=m, other=-1)
+            off_k = rows[:, None] * KB + (k0 + kb)[None, :]
+            idx = tl.load(BIDX + off_k, mask=m, other=-1)
             valid = m & (idx >= 0) & (idx < s)
-            coef = tl.load(BETA + bh * n * KB + off, mask=valid, other=0.0).to(ACC)
+            coef = tl.load(BETA + bh * n * KB + off_k, mask=valid, other=0.0).to(ACC)
             x = tl.load(Yb + idx[:, :, None] * D + cols[None, None, :],
                         mask=valid[:, :, None] & cmask[None, None, :], other=0.0,
                         cache_modifier=".cg")
             acc += tl.reduce(coef[:, :, None] * x.to(ACC), 1, _add)
-        t = tl.load(TINV + (bh * NC + c) * BLOCK_C * BLOCK_C + r[:, None] * BLOCK_C + r[None, :])
-        omask = rmask[:, None] & cmask[None, :]
-        off = rows[:, None] * D + cols[None, :]
-        y = tl.load(U + bh * n * D + off, mask=omask, other=0.0)
         y += tl.dot(t, acc, input_precision=PREC)
         tl.store(Yb + off, y.to(Y.dtype.element_ty), mask=omask)
         tl.debug_barrier()  # chunk c's stores before chunk c + 1's loads, across warps
@@ -163,11 +165,11 @@ def _glr_bwd_scan(Z, G, TINV, BETA, BIDX, DV,
         rmask = rows < n
         omask = rmask[:, None] & cmask[None, :]
         off = rows[:, None] * D + cols[None, :]
-        # Z holds S_c: what later chunks sent back into these rows, complete by now
-        x = tl.load(Zb + off, mask=omask, other=0.0, cache_modifier=".cg")
-        x += tl.load(G + bh * n * D + off, mask=omask, other=0.0).to(ACC)
         tt = tl.load(TINV + (bh * NC + c) * BLOCK_C * BLOCK_C + r[None, :] * BLOCK_C
                      + r[:, None])  # T_c transposed
+        x = tl.load(G + bh * n * D + off, mask=omask, other=0.0).to(ACC)
+        # Z holds S_c: what later chunks sent back into these rows, complete by now
+        x += tl.load(Zb + off, mask=omask, other=0.0, cache_modifier=".cg")
         z = tl.dot(tt, x, input_precision=PREC)
         tl.store(Zb + off, z, mask=omask)
         tl.store(DV + bh * n * D + off, tl.full([BLOCK_C, BLOCK_D], 0.0, ACC), mask=omask)
@@ -180,8 +182,10 @@ def _glr_bwd_scan(Z, G, TINV, BETA, BIDX, DV,
             coef = tl.load(BETA + bh * n * KB + off_k, mask=valid, other=0.0).to(ACC)
             tl.atomic_add(Zb + idx[:, :, None] * D + cols[None, None, :],
                           coef[:, :, None] * z[:, None, :],
-                          mask=valid[:, :, None] & cmask[None, None, :])
-        tl.debug_barrier()  # chunk c's atomics before chunk c - 1's loads, across warps
+                          mask=valid[:, :, None] & cmask[None, None, :], sem="relaxed")
+        # chunk c's atomics before chunk c - 1's loads, across warps: the barrier orders them
+        # (no acquire/release needed on each atomic, only this program reads these rows)
+        tl.debug_barrier()
 
 
 @_jit
@@ -213,7 +217,9 @@ def _glr_bwd_grads(Z, V, Y, ALPHA, AIDX, BETA, BIDX, DALPHA, DBETA, DV,
             gptr = base + idx[:, :, None] * D + cols[None, None, :]
             x = tl.load(V + gptr, mask=gmask, other=0.0).to(ACC)
             dots += tl.reduce(z[:, None, :] * x, 2, _add)
-            tl.atomic_add(DV + gptr, coef[:, :, None] * z[:, None, :], mask=gmask)
+            # read only after the kernel: relaxed suffices
+            tl.atomic_add(DV + gptr, coef[:, :, None] * z[:, None, :], mask=gmask,
+                          sem="relaxed")
         tl.store(DALPHA + bh * n * KA + off, dots.to(DALPHA.dtype.element_ty), mask=m)
 
     # dbeta[i, m] = z_i . y[b_idx[i, m]]
