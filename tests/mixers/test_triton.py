@@ -81,7 +81,7 @@ def reference(inputs, a_idx, b_idx, weight):
     return run("reference", inputs64, a_idx, b_idx, weight.cpu().double())
 
 
-TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 3e-2}
+TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 5e-2}
 
 
 def assert_matches(got, want, dtype, what):
