@@ -19,8 +19,9 @@ What is timed, per mixer of conf/mixer/*.yaml (batch 1, 4 heads, head dim 32, fl
 
 fwd_s is the median wall time of the forward (with autograd recording, as in training),
 fwdbwd_s the median of forward + backward; one untimed warm-up call first; 9 repeats up to
-n = 2048, 7 at 4096, 5 above (--repeats). The fastest repeat is kept too (fwd_min_s, ...), with
-every repeat and the 1-minute load average: on a shared machine other jobs' load shows there.
+n = 2048, 7 at 4096, 5 above (--repeats). Kept too: the fastest repeat (fwd_min_s, ...), the
+median CPU time of the process (fwd_cpu_s, ...; with one thread it leaves out the time other
+jobs hold the core), every repeat and the 1-minute load average.
 Quadratic mixers (direct full or recurrent dense) stop at n = 4096.
 
 Every measurement runs in a fresh process per (mixer, backend, n), one for the times and one
@@ -43,8 +44,8 @@ is ru_maxrss (named in machine.memory_method), which undercounts when the op's p
 an earlier one.
 
 Exponents: a least-squares line through (log n, log t) over n >= 1024 (`fit_exponent`) of the
-medians ("fits", what the targets check) and, as a diagnostic, of the fastest repeats
-("fits_min").
+medians ("fits", what the targets check) and, as diagnostics, of the fastest repeats
+("fits_min") and of the CPU times ("fits_cpu").
 """
 
 from __future__ import annotations
@@ -275,27 +276,26 @@ def measure_time(cfg: dict, backend: str, ns: list[int], repeats: list[int],
     for n, reps in zip(ns, repeats):
         leaves, forward = make_case(cfg, backend, n)
         _run(leaves, forward, backward=True)  # warm-up
-        runs = {}
+        rec = {"n": n}
         for key, backward in (("fwd", False), ("fwdbwd", True)):
-            times = []
+            wall, cpu = [], []
             for _ in range(reps):
                 gc.collect()
                 gc.disable()  # as timeit: no collection inside the timed region
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 y = forward()
                 if backward:
                     y.backward(_ones_like(y))
-                times.append(time.perf_counter() - t0)
+                wall.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
                 gc.enable()
                 del y
                 for t in leaves:
                     t.grad = None
-            runs[key] = times
-        out.append({"n": n, "fwd_s": statistics.median(runs["fwd"]),
-                    "fwdbwd_s": statistics.median(runs["fwdbwd"]),
-                    "fwd_min_s": min(runs["fwd"]), "fwdbwd_min_s": min(runs["fwdbwd"]),
-                    "fwd_runs": runs["fwd"], "fwdbwd_runs": runs["fwdbwd"],
-                    "loadavg_1m": os.getloadavg()[0]})
+            rec.update({f"{key}_s": statistics.median(wall), f"{key}_min_s": min(wall),
+                        f"{key}_cpu_s": statistics.median(cpu), f"{key}_runs": wall})
+        rec["loadavg_1m"] = os.getloadavg()[0]
+        out.append(rec)
         del leaves, forward
     return out
 
@@ -379,8 +379,9 @@ def fit_exponent(ns, times, min_n: int = FIT_MIN_N):
 
 def compute_fits(records, min_n: int = FIT_MIN_N, stat: str = "") -> dict:
     """{mixer: {fwd, fwdbwd, backend, ns}} for each mixer's primary backend; other backends
-    (pow2's reference) under the key 'mixer[backend]'. stat "_min": fit the fastest repeat
-    instead of the median (a diagnostic: less sensitive to other load on a shared machine)."""
+    (pow2's reference) under the key 'mixer[backend]'. Diagnostics, less sensitive to other
+    jobs on a shared machine: stat "_min" fits the fastest repeat instead of the median wall
+    time, "_cpu" the median CPU time of the process (time.process_time)."""
     fits = {}
     groups: dict[tuple, list] = {}
     for r in records:
@@ -521,7 +522,7 @@ def tables(result) -> list[tuple[str, list[str], list[list[str]]]]:
             ("peak memory over the inputs (forward + backward)", "peak_mem_bytes", _fmt_mem,
              None)):
         header = ["mixer", "backend"] + [str(n) for n in ns] + (
-            ["exponent", "exp. (min)"] if with_fit else [])
+            ["exponent", "exp. (min)", "exp. (cpu)"] if with_fit else [])
         rows = []
         for mixer, backend in _series(result):
             row = [mixer, backend]
@@ -536,7 +537,8 @@ def tables(result) -> list[tuple[str, list[str], list[list[str]]]]:
             if with_fit:
                 key = _fit_key(result, mixer, backend)
                 row.append(_fmt_exp(result["fits"].get(key, {}).get(with_fit)))
-                row.append(_fmt_exp(result.get("fits_min", {}).get(key, {}).get(with_fit)))
+                for diag in ("fits_min", "fits_cpu"):
+                    row.append(_fmt_exp(result.get(diag, {}).get(key, {}).get(with_fit)))
             rows.append(row)
         out.append((title, header, rows))
     return out
@@ -683,6 +685,7 @@ def run_bench(mixers=MIXERS, max_n: int | None = None, quick: bool = False, thre
     machine["wall_s"] = round(time.perf_counter() - t_start, 1)
     fits = compute_fits(records)
     result = {"records": records, "fits": fits, "fits_min": compute_fits(records, stat="_min"),
+              "fits_cpu": compute_fits(records, stat="_cpu"),
               "machine": machine,
               "targets": check_targets(records, fits),
               "settings": {"ns": ns, "quick": quick, "repeats": repeats, "threads": threads,

@@ -58,14 +58,15 @@ def test_quick_run_writes_json_and_plot(tmp_path):
                      "--out", str(out)])
     assert rc == 0
     result = json.loads(out.read_text())
-    assert set(result) >= {"records", "fits", "machine", "targets"}
+    assert set(result) >= {"records", "fits", "machine", "targets", "fits_min", "fits_cpu"}
     recs = result["records"]
     assert {(r["mixer"], r["backend"], r["n"]) for r in recs} == {
         (m, "chunked", n) for m in ("first_order", "pow2_cache") for n in (256, 512, 1024)}
     for r in recs:
         assert "error" not in r and "memory_error" not in r, r
         assert set(r) >= {"mixer", "backend", "n", "fwd_s", "fwdbwd_s", "peak_mem_bytes"}
-        assert r["fwd_s"] > 0 and r["fwdbwd_s"] > 0
+        assert r["fwd_s"] > 0 and r["fwdbwd_s"] > 0 and r["fwd_cpu_s"] > 0
+        assert r["fwd_min_s"] <= r["fwd_s"] and len(r["fwd_runs"]) == r["repeats"] == 1
         assert r["peak_mem_bytes"] >= 0 and r["peak_mem_fwd_bytes"] >= 0
         if r["n"] == 1024:  # y, its gradient and dv, [1, 4, n, 32] each, are new memory: 1.5 MiB
             assert r["peak_mem_bytes"] > 2**20  # (RSS counters are exact to ~256 KiB only)
