@@ -1,0 +1,145 @@
+"""The schema of `conf/`: dataclasses registered in Hydra's ConfigStore.
+
+`conf/config.yaml` starts its defaults list with `base_config` (the `Config` dataclass below),
+so every group file is merged into a typed node: a misspelled key or a value of the wrong type
+is an error when Hydra composes the config, before any training starts. What a type cannot say
+(the task's parameters, a mixer's pattern strings, d_model % num_heads) is checked by
+`validate(cfg)`, which the train entry point calls before it builds anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from mixers.config import MixerConfig
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING  # a registry name of tasks.make_task: mqar, copy, multihop, ...
+    setting: str = ""  # a label of the task and its size, e.g. mqar-n64-kv4; "": <name>-n<seq_len>
+    params: dict[str, Any] = field(default_factory=dict)  # make_task(name, **params)
+    num_train: int = 10_000  # examples per split; the three splits use disjoint seeds
+    num_val: int = 500
+    num_test: int = 1_000
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"
+    d_model: int = 64
+    n_layers: int = 2
+    num_heads: int = 2
+    mlp_ratio: int = 4  # hidden size of the MLP = mlp_ratio * d_model; 0: blocks without MLP
+    pos_emb: str = "learned"  # learned | none (absolute learned position embeddings)
+    tie_embeddings: bool = True  # the head shares the embedding matrix
+    dropout: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    name: str = "cpu"
+    accelerator: str = "cpu"  # cpu | gpu | auto (Lightning's names)
+    devices: int = 1
+    precision: str = "32-true"  # Lightning precision: 32-true | bf16-mixed | 16-mixed
+    matmul_precision: str = "highest"  # torch.set_float32_matmul_precision: highest | high
+    max_steps: int = 2_000
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1  # on matrices only (not on norms, biases or embeddings)
+    beta1: float = 0.9
+    beta2: float = 0.98
+    grad_clip: float = 1.0  # 0: no clipping
+    val_every: int = 200  # validate every val_every steps (and at the end)
+    target_acc: float | None = 1.0  # stop when val accuracy >= target_acc; null: never
+    threads: int = 0  # torch threads per run; 0: the cores divided by the parallel jobs
+    num_workers: int = 0  # DataLoader workers (the data is already in memory)
+    progress_bar: bool | None = None  # null: Lightning's bar for a single run, none in a grid
+
+
+@dataclass
+class DebugConfig:
+    fail: bool = False  # raise inside the run (after validation): tests the failure path
+
+
+@dataclass
+class Config:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    mixer: MixerConfig = field(default_factory=MixerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
+    seed: int = 0
+    lr: float = 1e-3
+    results_dir: str = "results"
+
+
+# Fields that say where or how a run is executed, not what is computed: left out of the
+# config hash, so a result found by resume does not depend on them.
+RUN_ONLY = (
+    "results_dir",
+    "model.name",
+    "trainer.name",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.threads",
+    "trainer.num_workers",
+    "trainer.progress_bar",
+    "mixer.backend",
+)
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+register()
+
+
+def validate(cfg: DictConfig):
+    """Check what the schema cannot; returns the task (a validated tasks.Task).
+
+    Raises ValueError naming the field. Called before any data or model is built.
+    """
+    from tasks import make_task
+
+    try:
+        task = make_task(cfg.task.name, **OmegaConf.to_container(cfg.task.params, resolve=True))
+    except ValueError as e:
+        raise ValueError(f"task: {e}") from e
+    except TypeError as e:  # a parameter of the wrong kind of value
+        raise ValueError(f"task.params: {e}") from e
+    MixerConfig(**OmegaConf.to_container(cfg.mixer, resolve=True))  # the patterns parse
+    m, t = cfg.model, cfg.trainer
+    _check(m.d_model >= 1 and m.n_layers >= 1 and m.num_heads >= 1,
+           "model: d_model, n_layers and num_heads must be >= 1")
+    _check(m.d_model % m.num_heads == 0,
+           f"model.d_model ({m.d_model}) must be divisible by model.num_heads ({m.num_heads})")
+    _check(m.mlp_ratio >= 0, f"model.mlp_ratio must be >= 0, got {m.mlp_ratio}")
+    _check(m.pos_emb in ("learned", "none"), f"model.pos_emb must be learned or none, got "
+           f"{m.pos_emb!r}")
+    _check(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
+    for key in ("num_train", "num_val", "num_test"):
+        _check(cfg.task[key] >= 1, f"task.{key} must be >= 1, got {cfg.task[key]}")
+    _check(t.max_steps >= 1, f"trainer.max_steps must be >= 1, got {t.max_steps}")
+    _check(t.batch_size >= 1 and t.eval_batch_size >= 1, "trainer batch sizes must be >= 1")
+    _check(t.warmup_steps >= 0, f"trainer.warmup_steps must be >= 0, got {t.warmup_steps}")
+    _check(0.0 <= t.min_lr_ratio <= 1.0, f"trainer.min_lr_ratio must be in [0, 1], got "
+           f"{t.min_lr_ratio}")
+    _check(t.val_every >= 1, f"trainer.val_every must be >= 1, got {t.val_every}")
+    _check(t.threads >= 0, f"trainer.threads must be >= 0, got {t.threads}")
+    _check(cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}")
+    _check(math.isfinite(cfg.lr) and cfg.lr > 0, f"lr must be a positive number, got {cfg.lr}")
+    return task
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)

@@ -1,0 +1,111 @@
+"""conf/ composes, is strict, and validates what a type cannot say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from runners.config import validate
+from runners.progress import sweep_size
+from runners.train import config_hash
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
+TASKS += sorted(f"paper/{p.stem}" for p in (CONF / "task" / "paper").glob("*.yaml"))
+MIXERS = sorted(p.stem for p in (CONF / "mixer").glob("*.yaml"))
+
+
+def test_default_config(compose):
+    cfg = compose()
+    task = validate(cfg)
+    assert cfg.task.name == "mqar" and cfg.mixer.name == "attention"
+    assert cfg.model.name == "tiny" and cfg.model.d_model == 64 and cfg.model.n_layers == 2
+    assert cfg.trainer.name == "cpu" and cfg.seed == 0 and cfg.lr == pytest.approx(1e-3)
+    assert task.seq_len == cfg.task.params.seq_len
+    assert cfg.task.setting == "mqar-n64-kv4"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_file_validates(compose, task):
+    cfg = compose([f"task={task}"])
+    t = validate(cfg)
+    assert t.seq_len >= 1 and cfg.task.setting
+    assert cfg.task.name == task.split("/")[-1]
+
+
+@pytest.mark.parametrize("mixer", MIXERS)
+def test_every_mixer_file_composes(compose, mixer):
+    validate(compose([f"mixer={mixer}"]))
+
+
+@pytest.mark.parametrize("group", ["model=small", "model=paper", "trainer=gpu"])
+def test_other_groups_compose(compose, group):
+    validate(compose([group]))
+
+
+def test_max_steps_from_the_command_line(compose):
+    assert compose(["trainer.max_steps=7"]).trainer.max_steps == 7
+
+
+@pytest.mark.parametrize("override", [
+    "trainer.max_step=3",          # misspelled key
+    "model.d_modle=32",            # misspelled key in a group
+    "mixer.recurent=pow2",         # misspelled key of the mixer (MixerConfig schema)
+    "lr_rate=0.1",                 # a misspelled top-level key
+    "model.d_model=abc",           # wrong type
+    "trainer.target_acc=high",     # wrong type
+    "mixer.cache_efficient=maybe",  # wrong type
+    "task=mqqar",                  # no such task file
+    "task.params.num_pair=4",      # a task parameter the task file does not list (needs +)
+])
+def test_strict_schema(compose, override):
+    with pytest.raises(ConfigCompositionException):
+        compose([override])
+
+
+@pytest.mark.parametrize("override, words", [
+    ("+task.params.num_pair=4", "num_pair"),             # unknown task parameter
+    ("task.params.num_kv_pairs=100", "num_kv_pairs"),    # a constraint of the task
+    ("mixer.recurrent=pow3", "pow3"),                    # a pattern that does not parse
+    ("model.num_heads=3", "num_heads"),                  # d_model % num_heads
+    ("lr=-1", "lr"),
+])
+def test_validation_names_the_field(compose, override, words):
+    cfg = compose([override])
+    with pytest.raises(ValueError, match=words):
+        validate(cfg)
+
+
+def test_grids(compose):
+    smoke = compose(["grid=smoke"], return_hydra_config=True)
+    assert sweep_size(smoke) == 8
+    assert smoke.trainer.max_steps <= 1000
+    params = smoke.hydra.sweeper.params
+    assert len(str(params.mixer).split(",")) == 4 and len(str(params.task).split(",")) == 2
+    paper = compose(["grid=paper_table1"], return_hydra_config=True)
+    mixers = set(str(paper.hydra.sweeper.params.mixer).split(","))
+    assert mixers == {"attention", "local_attention", "first_order", "kth_order",
+                      "dense_recurrence", "pow2", "pow2_cache", "sq1", "sq1_cache"}
+    assert sweep_size(paper) == 3 * 9 * 3 * 3
+    # each task of the paper grid validates
+    for task in str(paper.hydra.sweeper.params.task).split(","):
+        validate(compose(["grid=paper_table1", f"task={task}"]))
+    # the command line narrows a grid
+    narrow = compose(["grid=smoke", "mixer=pow2"], return_hydra_config=True)
+    narrow.hydra.overrides.task = ["mixer=pow2"]
+    assert sweep_size(narrow) == 2
+
+
+def test_config_hash_ignores_run_only_fields(compose):
+    def h(*overrides):
+        return config_hash(OmegaConf.to_container(compose(list(overrides)), resolve=True))
+
+    base = h()
+    assert h("results_dir=/elsewhere", "trainer.threads=3", "trainer.progress_bar=true") == base
+    assert h("lr=0.002") != base
+    assert h("seed=1") != base
+    assert h("task.params.num_kv_pairs=2") != base
+    assert h("trainer.max_steps=10") != base
