@@ -18,10 +18,12 @@ What is timed, per mixer of conf/mixer/*.yaml (batch 1, 4 heads, head dim 32, fl
                       (projections included), labelled backend `layer`.
 
 fwd_s is the median wall time of the forward (with autograd recording, as in training),
-fwdbwd_s the median of forward + backward; one untimed warm-up call first; 9 repeats up to
-n = 2048, 7 at 4096, 5 above (--repeats). Kept too: the fastest repeat (fwd_min_s, ...), the
-median CPU time of the process (fwd_cpu_s, ...; with one thread it leaves out the time other
-jobs hold the core), every repeat and the 1-minute load average.
+fwdbwd_s the median of forward + backward; one untimed warm-up call first. The whole list is
+timed in two passes (--rounds), each with 5 repeats up to n = 2048, 4 at 4096, 3 above
+(--repeats), and the median is taken over the pooled repeats (10, 8, 6): a burst of other
+jobs' load then falls on one pass of a point, not on all of it. Kept too: the fastest repeat
+(fwd_min_s, ...), the median CPU time of the process (fwd_cpu_s, ...; with one thread it leaves
+out the time other jobs hold the core), every repeat and the 1-minute load average.
 Quadratic mixers (direct full or recurrent dense) stop at n = 4096.
 
 Every measurement runs in a fresh process per (mixer, backend, n), one for the times and one
@@ -80,6 +82,7 @@ CHUNK_SIZE = 64
 FIT_MIN_N = 1024
 WARMUP_N = 64
 CHILD_TIMEOUT_S = 600
+DEFAULT_ROUNDS = 2
 
 # exponent bounds of the issue: mixer -> (lo, hi), checked for fwd and fwd+bwd
 EXPONENT_TARGETS = {
@@ -146,11 +149,12 @@ def plan(mixers, ns, quick: bool = False) -> list[dict]:
 
 
 def repeats_for(n: int, requested: int | None, quick: bool) -> int:
+    """Timed repeats per round (the record pools every round's repeats)."""
     if quick:
         return 1
     if requested is not None:
         return requested
-    return 9 if n <= 2048 else 7 if n <= 4096 else 5
+    return 5 if n <= 2048 else 4 if n <= 4096 else 3
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,7 +272,8 @@ def measure_memory(cfg: dict, backend: str, n: int, threads: int) -> dict:
 
 def measure_time(cfg: dict, backend: str, ns: list[int], repeats: list[int],
                  threads: int) -> list[dict]:
-    """Median fwd and fwd+bwd wall times at each n (one process for all n of a mixer)."""
+    """Wall and CPU times of `repeats` forward and forward+backward calls at each n, after one
+    warm-up call: {n, fwd_runs, fwd_cpu_runs, fwdbwd_runs, fwdbwd_cpu_runs, loadavg_1m}."""
     import torch
 
     torch.set_num_threads(threads)
@@ -292,11 +297,22 @@ def measure_time(cfg: dict, backend: str, ns: list[int], repeats: list[int],
                 del y
                 for t in leaves:
                     t.grad = None
-            rec.update({f"{key}_s": statistics.median(wall), f"{key}_min_s": min(wall),
-                        f"{key}_cpu_s": statistics.median(cpu), f"{key}_runs": wall})
+            rec.update({f"{key}_runs": wall, f"{key}_cpu_runs": cpu})
         rec["loadavg_1m"] = os.getloadavg()[0]
         out.append(rec)
         del leaves, forward
+    return out
+
+
+def summarize_runs(rec: dict) -> dict:
+    """fwd_s / fwdbwd_s (median wall time), *_min_s (fastest), *_cpu_s (median CPU time) from
+    the pooled repeats in rec."""
+    out = {}
+    for key in ("fwd", "fwdbwd"):
+        wall, cpu = rec.get(f"{key}_runs") or [], rec.get(f"{key}_cpu_runs") or []
+        out[f"{key}_s"] = statistics.median(wall) if wall else None
+        out[f"{key}_min_s"] = min(wall) if wall else None
+        out[f"{key}_cpu_s"] = statistics.median(cpu) if cpu else None
     return out
 
 
@@ -645,42 +661,55 @@ def plot(result, path: Path) -> None:
 
 def run_bench(mixers=MIXERS, max_n: int | None = None, quick: bool = False, threads: int = 1,
               repeats: int | None = None, out: Path | str = "bench_out/mixers.json",
-              log=print) -> dict:
+              rounds: int | None = None, log=print) -> dict:
+    """Time every (mixer, backend, n) in `rounds` passes (each a fresh process per group, the
+    repeats pooled, so a burst of other load on the machine hits one pass of a point, not all
+    of it), and measure its memory once. Writes the JSON and the plot; returns the result."""
     cap = min(max_n or math.inf, QUICK_MAX_N if quick else math.inf)
     ns = [n for n in NS if n <= cap] or [min(NS)]
     if max_n is not None and max_n < min(NS):
         ns = [max_n]
+    rounds = 1 if quick and rounds is None else (rounds or DEFAULT_ROUNDS)
     jobs = plan(mixers, ns, quick)
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # read by the forkserver at its start
         os.environ.setdefault(k, str(threads))
     machine = machine_info(threads)
     t_start = time.perf_counter()
-    records = []
-    for j in jobs:  # a fresh process per (mixer, backend, n) for time, another for memory
-        mixer, backend, n, cfg = j["mixer"], j["backend"], j["n"], j["cfg"]
-        reps = repeats_for(n, repeats, quick)
-        t0 = time.perf_counter()
-        res, err = run_in_child("measure_time", {
-            "cfg": cfg, "backend": backend, "ns": [n], "repeats": [reps], "threads": threads})
-        rec = {"mixer": mixer, "backend": backend, "n": n, "path": PATH_LABELS[backend],
-               "fwd_s": None, "fwdbwd_s": None, "peak_mem_bytes": None, "repeats": reps}
-        if err:
-            rec["error"] = err
-        else:
-            rec.update({k: v for k, v in res[0].items() if k != "n"})
-        mem, merr = run_in_child("measure_memory", {
-            "cfg": cfg, "backend": backend, "n": n, "threads": threads})
-        if merr:
-            rec["memory_error"] = merr
-        else:
-            machine["memory_method"] = mem.pop("memory_method")
-            rec.update(mem)
-        records.append(rec)
-        log(f"{mixer:>16} {backend:>9} n={n:>5}  fwd {_fmt_time(rec['fwd_s']):>9}  "
-            f"fwd+bwd {_fmt_time(rec['fwdbwd_s']):>9}  "
-            f"peak {_fmt_mem(rec['peak_mem_bytes']):>9}  "
-            f"({time.perf_counter() - t0:.1f} s){'  ' + err if err else ''}"
-            f"{'  memory: ' + merr if merr else ''}")
+    records = [{"mixer": j["mixer"], "backend": j["backend"], "n": j["n"],
+                "path": PATH_LABELS[j["backend"]], "fwd_s": None, "fwdbwd_s": None,
+                "peak_mem_bytes": None, "repeats": 0, "rounds": 0, "loadavg_1m": []}
+               for j in jobs]
+    for rnd in range(rounds):
+        for j, rec in zip(jobs, records):
+            mixer, backend, n, cfg = j["mixer"], j["backend"], j["n"], j["cfg"]
+            reps = repeats_for(n, repeats, quick)
+            t0 = time.perf_counter()
+            res, err = run_in_child("measure_time", {
+                "cfg": cfg, "backend": backend, "ns": [n], "repeats": [reps],
+                "threads": threads})
+            if err:
+                rec.setdefault("error", err)
+            else:
+                for key in ("fwd_runs", "fwd_cpu_runs", "fwdbwd_runs", "fwdbwd_cpu_runs"):
+                    rec[key] = rec.get(key, []) + res[0][key]
+                rec["loadavg_1m"].append(res[0]["loadavg_1m"])
+                rec["repeats"] += reps
+                rec["rounds"] += 1
+                rec.update(summarize_runs(rec))
+            merr = None
+            if rnd == 0:  # memory does not depend on the machine's load: once
+                mem, merr = run_in_child("measure_memory", {
+                    "cfg": cfg, "backend": backend, "n": n, "threads": threads})
+                if merr:
+                    rec["memory_error"] = merr
+                else:
+                    machine["memory_method"] = mem.pop("memory_method")
+                    rec.update(mem)
+            log(f"[{rnd + 1}/{rounds}] {mixer:>16} {backend:>9} n={n:>5}  "
+                f"fwd {_fmt_time(rec['fwd_s']):>9}  fwd+bwd {_fmt_time(rec['fwdbwd_s']):>9}  "
+                f"peak {_fmt_mem(rec['peak_mem_bytes']):>9}  "
+                f"({time.perf_counter() - t0:.1f} s){'  ' + err if err else ''}"
+                f"{'  memory: ' + merr if merr else ''}")
     machine["loadavg_end"] = list(os.getloadavg())
     machine["wall_s"] = round(time.perf_counter() - t_start, 1)
     fits = compute_fits(records)
@@ -688,8 +717,8 @@ def run_bench(mixers=MIXERS, max_n: int | None = None, quick: bool = False, thre
               "fits_cpu": compute_fits(records, stat="_cpu"),
               "machine": machine,
               "targets": check_targets(records, fits),
-              "settings": {"ns": ns, "quick": quick, "repeats": repeats, "threads": threads,
-                           "mixers": list(mixers), "fit_min_n": FIT_MIN_N}}
+              "settings": {"ns": ns, "quick": quick, "repeats": repeats, "rounds": rounds,
+                           "threads": threads, "mixers": list(mixers), "fit_min_n": FIT_MIN_N}}
     write_outputs(result, Path(out))
     return result
 
@@ -709,7 +738,11 @@ def main(argv=None) -> int:
     p.add_argument("--max-n", type=int, default=None)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="timed repeats per n (default 9 up to n=2048, 7 at 4096, 5 above)")
+                   help="timed repeats per n and round (default 5 up to n=2048, 4 at 4096, "
+                        "3 above)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"passes over all measurements, repeats pooled (default "
+                        f"{DEFAULT_ROUNDS}, 1 with --quick)")
     p.add_argument("--out", default="bench_out/mixers.json")
     p.add_argument("--from-json", default=None,
                    help="re-render the table and plot of an existing result file, run nothing")
@@ -725,7 +758,10 @@ def main(argv=None) -> int:
             load_mixer(m)  # fail early on a typo
         if args.threads < 1:
             p.error("--threads must be >= 1")
-        result = run_bench(mixers, args.max_n, args.quick, args.threads, args.repeats, args.out)
+        if args.rounds is not None and args.rounds < 1:
+            p.error("--rounds must be >= 1")
+        result = run_bench(mixers, args.max_n, args.quick, args.threads, args.repeats, args.out,
+                           args.rounds)
         print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')} "
               f"({result['machine']['wall_s']} s)")
     if args.markdown:
