@@ -36,7 +36,8 @@ def test_every_plot_from_a_synthetic_folder(tmp_path, capsys):
         assert png.with_suffix(".svg").exists()
 
 
-def test_missing_data_is_skipped_with_a_note(tmp_path, capsys):
+def test_missing_data_is_skipped_with_a_note(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no bench_out/mixers.json from an earlier `make bench`
     root = tmp_path / "r"
     for seed in (0, 1):  # one length only, no model sizes: no seq-len or state plot
         rec = make_result("mqar-64", "attention", seed, 1e-3, 0.5, 0.5)
