@@ -620,7 +620,7 @@ def plot(result, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(14, 6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 8.5), sharey=True)
     cmap = plt.get_cmap("tab10")
     series = _series(result)
     colors = {m: cmap(i % 10) for i, m in enumerate(dict.fromkeys(m for m, _ in series))}
@@ -645,7 +645,7 @@ def plot(result, path: Path) -> None:
         ax.set_title(f"{title} (median wall time)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, title=f"exponent fitted over n >= {FIT_MIN_N}",
-                  title_fontsize=8)
+                  title_fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     axes[0].set_ylabel("seconds")
     m = result["machine"]
     fig.suptitle(f"glmix mixers on CPU: batch {BATCH}, {HEADS} heads, d {HEAD_DIM}, float32, "
