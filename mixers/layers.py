@@ -157,12 +157,14 @@ class LinearAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._features(x)
-        b, h, n, dh = q.shape
+        b, h, _, dh = q.shape
         state = q.new_zeros(b, h, dh, dh)
         norm = q.new_zeros(b, h, dh)
         outs = []
-        for s in range(0, n, self.chunk_size):
-            qc, kc, vc = (t[:, :, s:s + self.chunk_size] for t in (q, k, v))
+        # split, not slices in a loop: the backward of each slice would zero-fill a full-size
+        # gradient, O(n^2) over all chunks
+        chunks = zip(*(t.split(self.chunk_size, dim=2) for t in (q, k, v)))
+        for qc, kc, vc in chunks:
             m = (qc @ kc.transpose(-1, -2)).tril()
             num = m @ vc + qc @ state
             den = m.sum(-1) + (qc * norm.unsqueeze(2)).sum(-1)
