@@ -14,7 +14,7 @@ from runners.train import config_hash
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
-TASKS += sorted(f"paper/{p.stem}" for p in (CONF / "task" / "paper").glob("*.yaml"))
+TASKS += sorted(f"{p.parent.name}/{p.stem}" for p in (CONF / "task").glob("*/*.yaml"))
 MIXERS = sorted(p.stem for p in (CONF / "mixer").glob("*.yaml"))
 
 
@@ -85,14 +85,16 @@ def test_grids(compose):
     assert smoke.trainer.max_steps <= 1000
     params = smoke.hydra.sweeper.params
     assert len(str(params.mixer).split(",")) == 4 and len(str(params.task).split(",")) == 2
-    paper = compose(["grid=paper_table1"], return_hydra_config=True)
-    mixers = set(str(paper.hydra.sweeper.params.mixer).split(","))
-    assert mixers == {"attention", "local_attention", "first_order", "kth_order",
-                      "dense_recurrence", "pow2", "pow2_cache", "sq1", "sq1_cache"}
-    assert sweep_size(paper) == 3 * 9 * 3 * 3
-    # each task of the paper grid validates
-    for task in str(paper.hydra.sweeper.params.task).split(","):
-        validate(compose(["grid=paper_table1", f"task={task}"]))
+    # the paper's table: 3 tasks x 9 mixers x 3 seeds x the learning rates (2 on the CPU)
+    for grid, lrs in (("paper_table1", 2), ("paper_table1_gpu", 3)):
+        paper = compose([f"grid={grid}"], return_hydra_config=True)
+        mixers = set(str(paper.hydra.sweeper.params.mixer).split(","))
+        assert mixers == {"attention", "local_attention", "first_order", "kth_order",
+                          "dense_recurrence", "pow2", "pow2_cache", "sq1", "sq1_cache"}
+        assert sweep_size(paper) == 3 * 9 * 3 * lrs
+        # each task of the grid validates
+        for task in str(paper.hydra.sweeper.params.task).split(","):
+            validate(compose([f"grid={grid}", f"task={task}"]))
     # the command line narrows a grid
     narrow = compose(["grid=smoke", "mixer=pow2"], return_hydra_config=True)
     narrow.hydra.overrides.task = ["mixer=pow2"]
