@@ -60,9 +60,8 @@ def test_backends_match_reference_float64(recurrent, cache_efficient, direct, n)
     for chunk in (16, 32, 7):
         assert_close(run("chunked", inputs, a_idx, b_idx, chunk_size=chunk), want,
                      torch.float64, f"chunked(C={chunk}) {what}")
-    if n <= 100:
-        assert_close(run("recurrent", inputs, a_idx, b_idx), want, torch.float64,
-                     f"recurrent {what}")
+    assert_close(run("recurrent", inputs, a_idx, b_idx), want, torch.float64,
+                 f"recurrent {what}")
 
 
 @pytest.mark.parametrize("recurrent", RECURRENT)
