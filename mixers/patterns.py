@@ -174,20 +174,16 @@ class RecurrentPattern:
         return pos[:, :width].contiguous()
 
     # -- what a decoder has to keep -------------------------------------------------------------
-    def live(self, i: int, n: int | None = None) -> list[int]:
-        """Positions <= i that some later token (< n when given) will still read.
+    def live(self, i: int) -> list[int]:
+        """Positions <= i that some later token will still read.
 
         Exactly the decoder's cache after step i: for the cache-efficient lattice this is
         reads(i + 1) (by the subset property nothing else is read again), for a bounded pattern
         the last max_distance positions, and for an unbounded plain pattern every position.
         """
-        if n is not None and i + 1 >= n:
-            return []
         if self.cache_efficient:
             return self.reads(i + 1)
-        reach = self.max_distance
-        if reach is None:
-            reach = i + 1 if n is None else min(i + 1, max(self.distances(n) or [0]))
+        reach = self.max_distance if self.max_distance is not None else i + 1
         return list(range(max(0, i + 1 - reach), i + 1))
 
     def cache_size(self, n: int) -> int:
