@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from mixers.config import MixerConfig
+from runners.schema import RUN_ONLY  # noqa: F401  (re-exported: the fields outside identity)
 
 
 @dataclass
@@ -61,7 +62,9 @@ class TrainerConfig:
     target_acc: float | None = 1.0  # stop when val accuracy >= target_acc; null: never
     threads: int = 0  # torch threads per run; 0: the cores divided by the parallel jobs
     num_workers: int = 0  # DataLoader workers (the data is already in memory)
-    progress_bar: bool | None = None  # null: Lightning's bar for a single run, none in a grid
+    progress_bar: bool | None = None  # null: a step bar for a single run, none in a grid
+    logger: str = "auto"  # auto (csv, and tensorboard when installed) | csv | tensorboard | none
+    log_every: int = 10  # a training-loss point of the curve every log_every steps
 
 
 @dataclass
@@ -79,21 +82,16 @@ class Config:
     seed: int = 0
     lr: float = 1e-3
     results_dir: str = "results"
+    force: bool = False  # rerun even when a finished result of this config exists
+    save_checkpoint: bool = False  # keep the final weights (<run folder>/final.ckpt)
 
 
-# Fields that say where or how a run is executed, not what is computed: left out of the
-# config hash, so a result found by resume does not depend on them.
-RUN_ONLY = (
-    "results_dir",
-    "model.name",
-    "trainer.name",
-    "trainer.accelerator",
-    "trainer.devices",
-    "trainer.threads",
-    "trainer.num_workers",
-    "trainer.progress_bar",
-    "mixer.backend",
-)
+LOGGERS = ("auto", "csv", "tensorboard", "none")
+
+
+class ConfigError(ValueError):
+    """A config or task validation error: the message names the field and the constraint.
+    `glmix-train` prints it alone (no traceback) and exits with code 2."""
 
 
 def register() -> None:
@@ -106,17 +104,21 @@ register()
 def validate(cfg: DictConfig):
     """Check what the schema cannot; returns the task (a validated tasks.Task).
 
-    Raises ValueError naming the field. Called before any data or model is built.
+    Raises ConfigError naming the field. Called before any data or model is built.
     """
     from tasks import make_task
 
+    params = OmegaConf.to_container(cfg.task.params, resolve=True)
     try:
-        task = make_task(cfg.task.name, **OmegaConf.to_container(cfg.task.params, resolve=True))
+        task = make_task(cfg.task.name, **params)
     except ValueError as e:
-        raise ValueError(f"task: {e}") from e
-    except TypeError as e:  # a parameter of the wrong kind of value
-        raise ValueError(f"task.params: {e}") from e
-    MixerConfig(**OmegaConf.to_container(cfg.mixer, resolve=True))  # the patterns parse
+        raise ConfigError(f"task ({cfg.task.name}): {e}") from None
+    except TypeError as e:  # an unknown parameter, or one of the wrong kind of value
+        raise ConfigError(f"task.params: {e}{_suggest_param(cfg.task.name, params)}") from None
+    try:
+        MixerConfig(**OmegaConf.to_container(cfg.mixer, resolve=True))  # the patterns parse
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e) if str(e).startswith("mixer") else f"mixer: {e}") from None
     m, t = cfg.model, cfg.trainer
     _check(m.d_model >= 1 and m.n_layers >= 1 and m.num_heads >= 1,
            "model: d_model, n_layers and num_heads must be >= 1")
@@ -135,6 +137,8 @@ def validate(cfg: DictConfig):
            f"{t.min_lr_ratio}")
     _check(t.val_every >= 1, f"trainer.val_every must be >= 1, got {t.val_every}")
     _check(t.threads >= 0, f"trainer.threads must be >= 0, got {t.threads}")
+    _check(t.logger in LOGGERS, f"trainer.logger must be one of {LOGGERS}, got {t.logger!r}")
+    _check(t.log_every >= 1, f"trainer.log_every must be >= 1, got {t.log_every}")
     _check(cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}")
     _check(math.isfinite(cfg.lr) and cfg.lr > 0, f"lr must be a positive number, got {cfg.lr}")
     return task
@@ -142,4 +146,24 @@ def validate(cfg: DictConfig):
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
-        raise ValueError(message)
+        raise ConfigError(message)
+
+
+def _suggest_param(task_name: str, params: dict) -> str:
+    """'; did you mean num_kv_pairs?' for a misspelled task parameter, else ''."""
+    import dataclasses
+    import difflib
+
+    from tasks import TASKS
+
+    cls = TASKS.get(task_name)
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return ""
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    hints = []
+    for key in params:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hints.append(f"task.params.{key}: did you mean task.params.{close[0]}?" if close
+                         else f"task.params.{key}: known parameters: {', '.join(known)}")
+    return ("; " + "; ".join(hints)) if hints else ""

@@ -24,7 +24,11 @@ from .reference import glr_reference
 
 BACKENDS = ("auto", "reference", "recurrent", "chunked", "triton")
 
-__all__ = ["glr", "BACKENDS", "poisoned_outputs", "check_inputs"]
+OP_VERSION = 1
+"""Bumped when the numbers a mixer computes change (the op, its coefficients, a layer's math):
+part of every run's identity (runners.schema), so results of older math are rerun."""
+
+__all__ = ["glr", "BACKENDS", "OP_VERSION", "poisoned_outputs", "check_inputs"]
 
 
 def check_inputs(v, alpha, a_idx, beta, b_idx):

@@ -1,0 +1,160 @@
+"""The `result.json` schema: one dataclass, written by `runners.train`, read by `analysis`.
+
+A result file is `Result.to_dict()` as JSON; `Result.from_dict` reads one back and fails on a
+file of another schema (a missing key, or a `schema` number this code does not know). Nothing
+here imports torch or Hydra, so `analysis` can import it cheaply. Field by field: docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA = 2
+"""Bumped when a field of `Result` changes meaning; `from_dict` refuses other numbers."""
+
+STATUSES = ("ok", "failed")
+ACC_THRESHOLDS = (0.5, 0.9, 0.99)
+"""Validation accuracies whose first step is recorded as `metrics["steps_to_<t>"]`."""
+
+# Fields that say where or how a run is executed, not what is computed: left out of the run's
+# identity (its config hash), so a result found by resume does not depend on them.
+RUN_ONLY = (
+    "results_dir",
+    "force",
+    "save_checkpoint",
+    "model.name",
+    "trainer.name",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.threads",
+    "trainer.num_workers",
+    "trainer.progress_bar",
+    "trainer.logger",
+    "trainer.log_every",
+    "mixer.backend",
+)
+
+# Fields a leaderboard cell pools over: runs that differ only in these are one experiment
+# (seeds are replicates; the learning rate is chosen on validation accuracy).
+POOLED = ("seed", "lr")
+
+
+def drop_keys(config: dict, dotted: tuple[str, ...] | list[str]) -> dict:
+    """A deep copy of `config` without the dotted keys (`model.name`, ...)."""
+    c = copy.deepcopy(config)
+    for key in dotted:
+        *parents, leaf = key.split(".")
+        node = c
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return c
+
+
+def identity(config: dict, versions: dict) -> dict:
+    """What a run is: its resolved config without the RUN_ONLY fields, and the code versions
+    that decide its numbers (`task`: the task generator's, `op`: the mixer op's)."""
+    return {"config": drop_keys(config, RUN_ONLY), "versions": dict(versions)}
+
+
+def config_hash(config: dict, versions: dict) -> str:
+    """sha256 of `identity(config, versions)` (canonical JSON)."""
+    blob = json.dumps(identity(config, versions), sort_keys=True, separators=(",", ":"),
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def flatten(d: Any, prefix: str = "") -> dict:
+    """{'model': {'d_model': 64}} -> {'model.d_model': 64} (lists and scalars are leaves)."""
+    if not isinstance(d, dict):
+        return {prefix: d} if prefix else {}
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+@dataclass
+class Curve:
+    """The learning curve: training loss (mean over the steps since the last point) every
+    `trainer.log_every` steps, validation metrics at every validation."""
+
+    train: dict[str, list] = field(default_factory=lambda: {"step": [], "loss": []})
+    val: dict[str, list] = field(
+        default_factory=lambda: {"step": [], "acc": [], "exact": [], "loss": []})
+
+
+@dataclass
+class Result:
+    """One run. `status` is ok or failed; a failed run has `error` (the traceback) and no
+    metrics. `config_hash` is `config_hash(config, code_versions)`."""
+
+    status: str
+    config: dict
+    config_hash: str
+    task: str
+    task_setting: str
+    mixer: str
+    seed: int
+    lr: float
+    code_versions: dict  # {"task": int, "generator": int, "op": int}: part of the hash
+    error: str | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    curve: dict = field(default_factory=lambda: dataclasses.asdict(Curve()))
+    num_params: int | None = None
+    theory: dict = field(default_factory=dict)  # the layer's own figures at seq_len (per layer)
+    info_bits: float | None = None
+    steps: int = 0
+    wall_time_s: float | None = None
+    train_time_s: float | None = None
+    early_stopped: bool = False
+    hardware: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)  # python, torch, ..., git commit (not hashed)
+    log_dir: str | None = None  # the Lightning logger's folder, relative to the result's
+    checkpoint: str | None = None  # relative to the result's folder (save_checkpoint=true)
+    schema: int = SCHEMA
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> Result:
+        """A Result from a parsed result.json; ValueError naming what does not fit."""
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        if record.get("schema") != SCHEMA:
+            raise ValueError(f"schema {record.get('schema')!r}, expected {SCHEMA} (a result of "
+                             f"another glmix version: rerun it, or read it with that version)")
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - set(record))
+        if missing:
+            raise ValueError(f"missing keys {missing}")
+        unknown = sorted(set(record) - names)
+        if unknown:
+            raise ValueError(f"unknown keys {unknown}")
+        if record["status"] not in STATUSES:
+            raise ValueError(f"status {record['status']!r} is not one of {STATUSES}")
+        return cls(**record)
+
+
+def steps_to(steps: list[int], accs: list[float | None],
+             thresholds=ACC_THRESHOLDS) -> dict[str, int | None]:
+    """{'steps_to_0.9': the first step whose validation accuracy is >= 0.9, or None}."""
+    out = {}
+    for t in thresholds:
+        out[f"steps_to_{t:g}"] = next(
+            (int(s) for s, a in zip(steps, accs) if a is not None and a >= t), None)
+    return out
