@@ -16,6 +16,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from mixers import build_mixer
 from mixers.config import MixerConfig
 
 
@@ -116,12 +117,13 @@ def validate(cfg: DictConfig):
         raise ValueError(f"task: {e}") from e
     except TypeError as e:  # a parameter of the wrong kind of value
         raise ValueError(f"task.params: {e}") from e
-    MixerConfig(**OmegaConf.to_container(cfg.mixer, resolve=True))  # the patterns parse
+    mixer_cfg = MixerConfig.from_mapping(OmegaConf.to_container(cfg.mixer, resolve=True))
     m, t = cfg.model, cfg.trainer
     _check(m.d_model >= 1 and m.n_layers >= 1 and m.num_heads >= 1,
            "model: d_model, n_layers and num_heads must be >= 1")
     _check(m.d_model % m.num_heads == 0,
            f"model.d_model ({m.d_model}) must be divisible by model.num_heads ({m.num_heads})")
+    build_mixer(mixer_cfg, m.d_model, m.num_heads)  # the kind's own checks (mixer.params)
     _check(m.mlp_ratio >= 0, f"model.mlp_ratio must be >= 0, got {m.mlp_ratio}")
     _check(m.pos_emb in ("learned", "none"), f"model.pos_emb must be learned or none, got "
            f"{m.pos_emb!r}")
