@@ -17,6 +17,7 @@ read again (for pow2_cache: O(log n) vectors, for sq1_cache: O(sqrt n)).
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
