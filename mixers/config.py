@@ -2,32 +2,54 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from .ops import BACKENDS
 from .patterns import make_direct, make_pattern
-
-KINDS = ("glr", "linear_attention")
+from .registry import get_kind
 
 
 @dataclass
 class MixerConfig:
     name: str = "attention"
-    # glr: Y = (I - B)^-1 A V with joint-softmax coefficients; or linear_attention
+    # a registered kind (mixers.registry): glr, linear_attention, ...
     kind: str = "glr"
+    # for the kinds that are points of the framework (docs/design.md 1.1):
     direct: str = "full"  # self | window(w) | full
     recurrent: str = "none"  # none | first | kth(K) | pow2 | sq1 | dense | an expression in k
-    cache_efficient: bool = False  # the lattice variant of the recurrent pattern (DESIGN.md 1.1)
+    cache_efficient: bool = False  # the lattice variant of the recurrent pattern
     chunk_size: int = 64
     backend: str = "auto"
+    short_conv: int = 0  # kernel size of a causal depthwise conv on the mixer's input; 0 = off
+    params: dict[str, Any] = field(default_factory=dict)  # the kind's own knobs
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"mixer.kind must be one of {KINDS}, got {self.kind!r}")
+        kind = get_kind(self.kind)  # names the registered kinds when unknown
         if self.backend not in BACKENDS:
             raise ValueError(f"mixer.backend must be one of {BACKENDS}, got {self.backend!r}")
         if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
             raise ValueError(f"mixer.chunk_size must be an integer >= 1, got {self.chunk_size!r}")
-        # parse the patterns now so that a typo fails before any model is built
-        make_direct(self.direct)
-        make_pattern(self.recurrent, cache_efficient=self.cache_efficient)
+        if (not isinstance(self.short_conv, int) or isinstance(self.short_conv, bool)
+                or self.short_conv < 0):
+            raise ValueError(f"mixer.short_conv must be an integer >= 0 (0 = off), got "
+                             f"{self.short_conv!r}")
+        if not isinstance(self.params, dict):
+            raise ValueError(f"mixer.params must be a mapping, got {self.params!r}")
+        if kind.uses_patterns:
+            # parse the patterns now so that a typo fails before any model is built
+            make_direct(self.direct)
+            make_pattern(self.recurrent, cache_efficient=self.cache_efficient)
+
+    @classmethod
+    def from_mapping(cls, cfg) -> MixerConfig:
+        """A MixerConfig from itself or a mapping with its keys; unknown keys are an error."""
+        if isinstance(cfg, cls):
+            return cfg
+        if not hasattr(cfg, "keys"):
+            raise ValueError(f"mixer config: expected a MixerConfig or a mapping, got {cfg!r}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f"mixer config: unknown keys {unknown}; known keys: {sorted(known)}")
+        return cls(**dict(cfg))

@@ -17,16 +17,17 @@ read again (for pow2_cache: O(log n) vectors, for sq1_cache: O(sqrt n)).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import MixerConfig
+from .conv import WithShortConv
 from .ops import glr
 from .ops.chunked import gather_dot
 from .patterns import make_direct, make_pattern
+from .registry import get_kind, register_kind
 
 
 def _split_heads(x, num_heads):
@@ -111,12 +112,21 @@ class GLRMixer(nn.Module):
         cache["t"] = t + 1
         return self.out(y.reshape(b, -1)), cache
 
-    # -- costs ------------------------------------------------------------------------------
+    # -- theory (mixers.registry) ------------------------------------------------------------
+    state_expanded = False
+
+    @property
+    def patterns(self):
+        return self.direct, self.recurrent
+
+    def cache_size(self, n: int) -> int:
+        """Vectors per head kept to decode token n: direct entries plus recurrent entries."""
+        return self.direct.cache_size(n) + self.recurrent.cache_size(n)
+
     def state_size(self, n: int) -> int:
         """Floats this layer keeps to decode token n: (k, v) per direct cache entry and
         (kr, y) per recurrent cache entry, for every head."""
-        vectors = self.direct.cache_size(n) + self.recurrent.cache_size(n)
-        return vectors * 2 * self.head_dim * self.num_heads
+        return self.cache_size(n) * 2 * self.head_dim * self.num_heads
 
     def flops_per_token(self, n: int) -> int:
         """Mixing flops of token n - 1 (projections excluded): a score and a weighted sum of
@@ -187,6 +197,16 @@ class LinearAttention(nn.Module):
         cache["t"] += 1
         return self.out((num / (den + self.eps)).reshape(b, -1)), cache
 
+    # -- theory (mixers.registry): one matrix state (and its normalizer) per head ------------
+    state_expanded = True
+
+    @property
+    def patterns(self):
+        return make_direct("full"), make_pattern("none")
+
+    def cache_size(self, n: int) -> int:
+        return 1
+
     def state_size(self, n: int) -> int:
         return self.num_heads * (self.head_dim * self.head_dim + self.head_dim)
 
@@ -194,18 +214,31 @@ class LinearAttention(nn.Module):
         return 4 * self.num_heads * self.head_dim * self.head_dim
 
 
-def build_mixer(cfg, d_model: int, num_heads: int) -> nn.Module:
-    """A mixer from a MixerConfig or a mapping with its keys (conf/mixer/*.yaml)."""
-    if not isinstance(cfg, MixerConfig):
-        if not isinstance(cfg, Mapping):
-            raise ValueError(f"build_mixer: expected a MixerConfig or a mapping, got {cfg!r}")
-        known = set(MixerConfig.__dataclass_fields__)
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ValueError(f"mixer config: unknown keys {unknown}; known keys: {sorted(known)}")
-        cfg = MixerConfig(**dict(cfg))
-    if cfg.kind == "linear_attention":
-        return LinearAttention(d_model, num_heads, chunk_size=cfg.chunk_size)
+def _no_params(cfg: MixerConfig) -> None:
+    if cfg.params:
+        raise ValueError(f"mixer.params: kind {cfg.kind!r} takes no params, got "
+                         f"{sorted(cfg.params)}")
+
+
+@register_kind("glr")
+def _build_glr(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module:
+    _no_params(cfg)
     return GLRMixer(d_model, num_heads, direct=cfg.direct, recurrent=cfg.recurrent,
                     cache_efficient=cfg.cache_efficient, chunk_size=cfg.chunk_size,
                     backend=cfg.backend)
+
+
+@register_kind("linear_attention", uses_patterns=False)
+def _build_linear_attention(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module:
+    _no_params(cfg)
+    return LinearAttention(d_model, num_heads, chunk_size=cfg.chunk_size)
+
+
+def build_mixer(cfg, d_model: int, num_heads: int) -> nn.Module:
+    """A mixer from a MixerConfig or a mapping with its keys (conf/mixer/*.yaml), through the
+    builder registered for its kind, with the short convolution in front when asked for."""
+    cfg = MixerConfig.from_mapping(cfg)
+    mixer = get_kind(cfg.kind).build(cfg, d_model, num_heads)
+    if cfg.short_conv:
+        mixer = WithShortConv(mixer, d_model, cfg.short_conv)
+    return mixer

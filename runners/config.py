@@ -16,6 +16,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from mixers import build_mixer
 from mixers.config import MixerConfig
 from runners.schema import RUN_ONLY  # noqa: F401  (re-exported: the fields outside identity)
 
@@ -116,7 +117,7 @@ def validate(cfg: DictConfig):
     except TypeError as e:  # an unknown parameter, or one of the wrong kind of value
         raise ConfigError(f"task.params: {e}{_suggest_param(cfg.task.name, params)}") from None
     try:
-        MixerConfig(**OmegaConf.to_container(cfg.mixer, resolve=True))  # the patterns parse
+        mixer_cfg = MixerConfig.from_mapping(OmegaConf.to_container(cfg.mixer, resolve=True))
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e) if str(e).startswith("mixer") else f"mixer: {e}") from None
     m, t = cfg.model, cfg.trainer
@@ -124,6 +125,10 @@ def validate(cfg: DictConfig):
            "model: d_model, n_layers and num_heads must be >= 1")
     _check(m.d_model % m.num_heads == 0,
            f"model.d_model ({m.d_model}) must be divisible by model.num_heads ({m.num_heads})")
+    try:
+        build_mixer(mixer_cfg, m.d_model, m.num_heads)  # the kind's own checks (mixer.params)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e) if str(e).startswith("mixer") else f"mixer: {e}") from None
     _check(m.mlp_ratio >= 0, f"model.mlp_ratio must be >= 0, got {m.mlp_ratio}")
     _check(m.pos_emb in ("learned", "none"), f"model.pos_emb must be learned or none, got "
            f"{m.pos_emb!r}")

@@ -90,7 +90,7 @@ class LanguageModel(nn.Module):
         """The mixer's own figures at length n (per layer, as `mixers` defines them)."""
         mixer = self.blocks[0].mixer
         out = {"seq_len": int(n)}
-        for key in ("state_size", "flops_per_token"):
+        for key in ("state_size", "flops_per_token", "cache_size"):
             fn = getattr(mixer, key, None)
             out[key] = int(fn(n)) if callable(fn) else None
         return out

@@ -1,0 +1,75 @@
+"""Mixer kinds, each registered once, and the catalogue of configs (docs/design.md, section 1.3).
+
+A *kind* is a family of layers (`glr`, `linear_attention`, ...); a *mixer* is a config of a kind,
+one `conf/mixer/<name>.yaml` file. The YAML files are the only list of mixers: benchmarks, tests
+and analysis enumerate them through `catalogue()`.
+
+    @register_kind("glr")
+    def _build_glr(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module: ...
+
+Every layer a kind builds states its own theory, which analysis reads instead of a name table:
+
+    state_size(n)        floats kept to decode token n (all heads of one layer)
+    flops_per_token(n)   mixing flops of token n - 1 (projections excluded)
+    cache_size(n)        entries (vectors or matrix states) kept per head to decode token n
+    patterns             (DirectPattern, RecurrentPattern) when the layer is a point of the
+                         framework Y = (I - B)^{-1} A V, else None (hop figures then do not apply)
+    state_expanded       True when each cache entry is a d x d matrix (docs/design.md 1.4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["MixerKind", "register_kind", "get_kind", "kind_names", "catalogue", "CONF_DIR"]
+
+#: the Hydra config folder shipped with the package; conf/mixer/*.yaml is the catalogue
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+@dataclass(frozen=True)
+class MixerKind:
+    name: str
+    build: Callable  # (MixerConfig, d_model, num_heads) -> nn.Module
+    uses_patterns: bool  # whether `direct` / `recurrent` / `cache_efficient` mean anything
+
+
+_KINDS: dict[str, MixerKind] = {}
+
+
+def register_kind(name: str, *, uses_patterns: bool = True):
+    """Decorator: register `build(cfg, d_model, num_heads) -> nn.Module` as mixer kind `name`.
+
+    A builder may import heavy optional dependencies inside its body: registration is free.
+    """
+
+    def decorate(build):
+        if name in _KINDS and _KINDS[name].build is not build:
+            raise ValueError(f"mixer kind {name!r} is registered twice")
+        _KINDS[name] = MixerKind(name, build, uses_patterns)
+        return build
+
+    return decorate
+
+
+def kind_names() -> tuple[str, ...]:
+    return tuple(sorted(_KINDS))
+
+
+def get_kind(name: str) -> MixerKind:
+    if name not in _KINDS:
+        raise ValueError(f"mixer.kind must be one of {kind_names()}, got {name!r}")
+    return _KINDS[name]
+
+
+def catalogue(conf_dir: Path | str | None = None) -> dict[str, dict]:
+    """Every `conf/mixer/*.yaml` as {file stem: mapping}, in name order."""
+    from omegaconf import OmegaConf
+
+    folder = Path(conf_dir) if conf_dir is not None else CONF_DIR
+    files = sorted((folder / "mixer").glob("*.yaml"))
+    if not files:
+        raise FileNotFoundError(f"no mixer configs under {folder / 'mixer'}")
+    return {f.stem: OmegaConf.to_container(OmegaConf.load(f), resolve=True) for f in files}
