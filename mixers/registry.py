@@ -25,8 +25,12 @@ from pathlib import Path
 
 __all__ = ["MixerKind", "register_kind", "get_kind", "kind_names", "catalogue", "CONF_DIR"]
 
-#: the Hydra config folder shipped with the package; conf/mixer/*.yaml is the catalogue
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+#: the Hydra config folder; conf/mixer/*.yaml is the catalogue. In a checkout (or an editable
+#: install) it is conf/ at the repository root; an installed wheel ships it as runners/conf
+#: (pyproject.toml maps the package `runners.conf` to conf/).
+_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = next((d for d in (_ROOT / "runners" / "conf", _ROOT / "conf") if d.is_dir()),
+                _ROOT / "conf")
 
 
 @dataclass(frozen=True)

@@ -144,9 +144,17 @@ def validate(cfg: DictConfig):
     _check(t.threads >= 0, f"trainer.threads must be >= 0, got {t.threads}")
     _check(t.logger in LOGGERS, f"trainer.logger must be one of {LOGGERS}, got {t.logger!r}")
     _check(t.log_every >= 1, f"trainer.log_every must be >= 1, got {t.log_every}")
+    _check(t.logger != "tensorboard" or has_tensorboard(), "trainer.logger: tensorboard needs "
+           "the tensorboard package (pip install tensorboard); use trainer.logger=csv")
     _check(cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}")
     _check(math.isfinite(cfg.lr) and cfg.lr > 0, f"lr must be a positive number, got {cfg.lr}")
     return task
+
+
+def has_tensorboard() -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
 
 
 def _check(ok: bool, message: str) -> None:

@@ -13,6 +13,7 @@ import math
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import Metric
@@ -112,7 +113,7 @@ class LitModel(pl.LightningModule):
     def __init__(self, model: torch.nn.Module, vocab_size: int, lr: float,
                  slice_names: dict, warmup_steps: int = 100, max_steps: int = 1000,
                  min_lr_ratio: float = 0.1, weight_decay: float = 0.1,
-                 betas: tuple = (0.9, 0.98)):
+                 betas: tuple = (0.9, 0.98), log_every: int = 10):
         super().__init__()
         self.model, self.vocab_size, self.lr = model, vocab_size, lr
         self.warmup_steps, self.max_steps, self.min_lr_ratio = warmup_steps, max_steps, min_lr_ratio
@@ -127,6 +128,12 @@ class LitModel(pl.LightningModule):
             }) for split in ("val", "test")
         })
         self.recent_losses: list[float] = []  # the last training losses (train_loss)
+        # the learning curve (runners.schema.Curve): training loss averaged over log_every steps,
+        # validation metrics at each validation
+        self.log_every = max(int(log_every), 1)
+        self.curve = {"train": {"step": [], "loss": []},
+                      "val": {"step": [], "acc": [], "exact": [], "loss": []}}
+        self._pending: list[float] = []
         self.results: dict[str, dict] = {}  # split -> metrics of the last evaluation
 
     def forward(self, tokens):
@@ -144,8 +151,23 @@ class LitModel(pl.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite training loss ({loss.item()}) at step {self.global_step}")
-        self.recent_losses = (self.recent_losses + [loss.item()])[-50:]
+        value = loss.item()
+        self.recent_losses = (self.recent_losses + [value])[-50:]
+        self._pending.append(value)
+        step = self.global_step + 1  # the step this batch completes
+        if step % self.log_every == 0:
+            self._flush_train_point(step)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
+
+    def _flush_train_point(self, step: int) -> None:
+        if self._pending:
+            self.curve["train"]["step"].append(int(step))
+            self.curve["train"]["loss"].append(sum(self._pending) / len(self._pending))
+            self._pending = []
+
+    def on_train_end(self):
+        self._flush_train_point(self.global_step)
 
     # evaluation: validation and test share one path
     def _eval_step(self, split, batch):
@@ -173,7 +195,17 @@ class LitModel(pl.LightningModule):
         self._loss_sum, self._loss_n = 0.0, 0
         out["at_step"] = self.global_step
         self.results[split] = out
-        self.log(f"{split}_acc", out[f"{split}_acc"], prog_bar=True)
+        if split == "val":
+            point = self.curve["val"]
+            if point["step"] and point["step"][-1] == self.global_step:  # validated again
+                for key in point:
+                    point[key].pop()
+            point["step"].append(int(self.global_step))
+            for key in ("acc", "exact", "loss"):
+                v = out[f"val_{key}"]
+                point[key].append(v if math.isfinite(v) else None)
+        for key in ("acc", "exact", "loss"):
+            self.log(f"{split}_{key}", out[f"{split}_{key}"], prog_bar=key == "acc")
 
     def on_validation_epoch_start(self):
         self._loss_sum, self._loss_n = 0.0, 0
@@ -230,3 +262,27 @@ class StopAtAccuracy(pl.Callback):
         if acc is not None and acc >= self.target:
             self.reached_at = trainer.global_step
             trainer.should_stop = True
+
+
+class StepProgressBar(TQDMProgressBar):
+    """The single-run bar: steps done of `trainer.max_steps` (not batches of an epoch) and the
+    training loss; validation and test bars as Lightning draws them."""
+
+    def on_train_epoch_start(self, trainer, *_):
+        bar = self.train_progress_bar
+        if bar.total != trainer.max_steps:
+            bar.reset(total=trainer.max_steps)
+            bar.set_description("steps")
+        bar.n = trainer.global_step
+        bar.refresh()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        bar = self.train_progress_bar
+        step = trainer.global_step
+        if bar is not None and not bar.disable and (step % self.refresh_rate == 0
+                                                   or step == trainer.max_steps):
+            bar.n = step
+            bar.set_postfix(self.get_metrics(trainer, pl_module))  # train_loss, val_acc
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        pass
