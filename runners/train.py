@@ -382,7 +382,7 @@ def describe_config_error(e: BaseException) -> str | None:
         MissingConfigException,
         OverrideParseException,
     )
-    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     if isinstance(e, ConfigError):
         return str(e)
@@ -401,7 +401,7 @@ def describe_config_error(e: BaseException) -> str | None:
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", None) or ""
         msg = str(getattr(cause, "msg", None) or cause).strip().splitlines()[0]
-        if isinstance(cause, ConfigKeyError):
+        if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and "not in" in msg:
             node = getattr(cause, "object_type", None)
             known = ([f.name for f in dataclasses.fields(node)]
                      if node is not None and dataclasses.is_dataclass(node) else [])

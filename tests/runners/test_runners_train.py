@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
 import pytest
 
+from runners.schema import Result
 from runners.train import run
 
-FIELDS = {"status", "error", "config", "config_hash", "task", "task_setting", "mixer", "seed",
-          "lr", "metrics", "num_params", "theory", "wall_time_s", "steps", "versions"}
+FIELDS = {f.name for f in dataclasses.fields(Result)}
 
 
 def test_result_json(compose, tiny, tmp_path, read_results):
     ret = run(compose([*tiny, f"results_dir={tmp_path}"]))
     assert ret["status"] == "ok"
     (r,) = read_results(tmp_path)
-    assert FIELDS <= set(r)
+    assert set(r) - {"_path"} == FIELDS
+    Result.from_dict({k: v for k, v in r.items() if k != "_path"})  # the schema reads it back
     assert r["status"] == "ok" and r["error"] is None
     assert r["task"] == "mqar" and r["mixer"] == "attention" and r["seed"] == 0
     assert r["task_setting"] == "mqar-n16-kv2"
@@ -34,8 +36,9 @@ def test_result_json(compose, tiny, tmp_path, read_results):
                 f"lr0.001-seed0-{r['config_hash'][:8]}" / "result.json")
     assert r["_path"] == expected
     assert not list(tmp_path.glob("**/*.tmp"))  # the atomic write left nothing behind
-    # no checkpoints or logger files
-    assert not list(tmp_path.glob("**/*.ckpt")) and not list(tmp_path.glob("**/*.csv"))
+    # the Lightning CSV logger's file beside it; no checkpoint unless asked for
+    assert (r["_path"].parent / r["log_dir"] / "metrics.csv").is_file()
+    assert r["checkpoint"] is None and not list(tmp_path.glob("**/*.ckpt"))
 
 
 def test_failed_run_records_the_error_and_returns(compose, tiny, tmp_path, read_results):
@@ -49,7 +52,7 @@ def test_failed_run_records_the_error_and_returns(compose, tiny, tmp_path, read_
 
 
 def test_config_error_raises_before_training(compose, tiny, tmp_path):
-    with pytest.raises(ValueError, match="num_pair"):
+    with pytest.raises(ValueError, match="num_pair.*did you mean task.params.num_kv_pairs"):
         run(compose([*tiny, f"results_dir={tmp_path}", "+task.params.num_pair=3"]))
     assert not tmp_path.exists() or not list(tmp_path.iterdir())
 

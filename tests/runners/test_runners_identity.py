@@ -1,0 +1,138 @@
+"""A run's identity (config + code versions), force, curves, checkpoints, file modes, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+import mixers.ops
+import tasks.mqar
+from runners.config import ConfigError
+from runners.schema import Result, config_hash, steps_to
+from runners.train import run
+
+
+def _one(read_results, root):
+    (r,) = read_results(root)
+    return r
+
+
+def test_hash_covers_config_and_code_versions():
+    cfg = {"seed": 0, "lr": 1e-3, "model": {"d_model": 16, "name": "tiny"}, "results_dir": "a"}
+    v = {"task": 1, "generator": 1, "op": 1}
+    h = config_hash(cfg, v)
+    assert config_hash({**cfg, "results_dir": "b"}, v) == h  # where it runs: not identity
+    assert config_hash({**cfg, "model": {"d_model": 16, "name": "x"}}, v) == h
+    assert config_hash({**cfg, "model": {"d_model": 64, "name": "tiny"}}, v) != h
+    assert config_hash(cfg, {**v, "task": 2}) != h
+    assert config_hash(cfg, {**v, "op": 2}) != h
+
+
+def test_version_bump_reruns(compose, tiny, tmp_path, read_results, monkeypatch):
+    cfg = compose([*tiny, f"results_dir={tmp_path}"])
+    first = run(cfg)
+    assert first["status"] == "ok" and run(cfg)["status"] == "skipped"
+    monkeypatch.setattr(tasks.mqar.MQAR, "version", tasks.mqar.MQAR.version + 1)
+    again = run(cfg)
+    assert again["status"] == "ok" and again["result_path"] != first["result_path"]
+    monkeypatch.setattr(mixers.ops, "OP_VERSION", mixers.ops.OP_VERSION + 1)
+    assert run(cfg)["status"] == "ok"
+    rs = read_results(tmp_path)
+    assert len({r["config_hash"] for r in rs}) == 3
+    assert {r["code_versions"]["op"] for r in rs} == {mixers.ops.OP_VERSION - 1,
+                                                      mixers.ops.OP_VERSION}
+
+
+def test_force_reruns_in_place(compose, tiny, tmp_path, read_results):
+    run(compose([*tiny, f"results_dir={tmp_path}"]))
+    before = _one(read_results, tmp_path)
+    assert run(compose([*tiny, f"results_dir={tmp_path}", "force=true"]))["status"] == "ok"
+    after = _one(read_results, tmp_path)  # the same folder, rewritten
+    assert after["config_hash"] == before["config_hash"] and after["_path"] == before["_path"]
+    assert after["config"]["force"] is True
+
+
+def test_curves_steps_to_logger_and_checkpoint(compose, tiny, tmp_path, read_results):
+    ret = run(compose([*tiny, "trainer.max_steps=6", "trainer.log_every=2",
+                       "trainer.val_every=3", "save_checkpoint=true", f"results_dir={tmp_path}"]))
+    assert ret["status"] == "ok"
+    r = _one(read_results, tmp_path)
+    curve = r["curve"]
+    assert curve["train"]["step"] == [2, 4, 6] and len(curve["train"]["loss"]) == 3
+    assert all(isinstance(x, float) for x in curve["train"]["loss"])
+    assert curve["val"]["step"] == [3, 6]
+    assert curve["val"]["acc"][-1] == r["metrics"]["val_acc"]
+    for t in ("0.5", "0.9", "0.99"):
+        assert f"steps_to_{t}" in r["metrics"]
+    run_dir = r["_path"].parent
+    rows = (run_dir / "logs" / "metrics.csv").read_text().splitlines()
+    assert "train_loss" in rows[0] and "val_acc" in rows[0] and len(rows) > 3
+    assert r["checkpoint"] == "final.ckpt" and (run_dir / "final.ckpt").stat().st_size > 0
+
+
+def test_steps_to():
+    assert steps_to([50, 100, 150], [0.4, 0.95, 0.999]) == {
+        "steps_to_0.5": 100, "steps_to_0.9": 100, "steps_to_0.99": 150}
+    assert steps_to([50], [0.2]) == {"steps_to_0.5": None, "steps_to_0.9": None,
+                                     "steps_to_0.99": None}
+
+
+def test_progress_bar_counts_steps(compose, tiny, tmp_path, capsys):
+    run(compose([*tiny, "trainer.max_steps=4", "trainer.progress_bar=true",
+                 f"results_dir={tmp_path}"]))
+    out = capsys.readouterr()
+    bar = out.out + out.err  # Lightning's tqdm bars write to stdout
+    assert "steps: 100%" in bar and "4/4" in bar and "train_loss=" in bar, bar[-2000:]
+    assert "Epoch" not in bar
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_result_file_mode_follows_umask(compose, tiny, tmp_path, read_results, umask, mode):
+    old = os.umask(umask)
+    try:
+        run(compose([*tiny, "trainer.max_steps=1", f"results_dir={tmp_path}"]))
+    finally:
+        os.umask(old)
+    r = _one(read_results, tmp_path)
+    assert stat.S_IMODE(r["_path"].stat().st_mode) == mode
+
+
+def test_results_dir_not_writable(compose, tiny, tmp_path):
+    afile = tmp_path / "file"
+    afile.write_text("")
+    with pytest.raises(ConfigError, match="results_dir"):
+        run(compose([*tiny, f"results_dir={afile}"]))
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        with pytest.raises(ConfigError, match="results_dir: cannot write"):
+            run(compose([*tiny, f"results_dir={ro}"]))
+
+
+def test_schema_refuses_other_layouts():
+    with pytest.raises(ValueError, match="schema"):
+        Result.from_dict({"status": "ok"})
+    good = Result(status="ok", config={}, config_hash="h", task="t", task_setting="s",
+                  mixer="m", seed=0, lr=1e-3, code_versions={}).to_dict()
+    assert Result.from_dict(json.loads(json.dumps(good))).mixer == "m"
+    with pytest.raises(ValueError, match="unknown keys.*dim"):
+        Result.from_dict({**good, "dim": 3})
+    with pytest.raises(ValueError, match="status"):
+        Result.from_dict({**good, "status": "skipped"})
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["lr=-1"], "lr must be a positive number"),
+    (["task.params.num_kv_pairs=1000"], "num_kv_pairs"),
+    (["trainer.max_step=5"], "trainer.max_step: no such key; did you mean trainer.max_steps?"),
+    (["mixer=pow3"], "did you mean mixer=pow2?"),
+])
+def test_config_errors_exit_2_without_traceback(cli, tmp_path, args, expect):
+    p = cli(*args, f"results_dir={tmp_path}", timeout=120)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr and expect in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) <= 2, p.stderr
+    assert not list(tmp_path.glob("**/result.json"))
