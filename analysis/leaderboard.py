@@ -1,14 +1,17 @@
-"""The leaderboard: one row per mixer, one column per task setting.
+"""The leaderboard: one row per experiment (a mixer config), one column per task setting.
 
     python -m analysis.leaderboard RESULTS_DIR [--out DIR] [--metric test_exact]
-                                   [--task mqar,copy] [--mixer 'pow2*'] [--no-plots] [--bench F]
+                                   [--task mqar,copy] [--mixer 'pow2*'] [--group-by KEY]
+                                   [--no-plots] [--bench F]
     glmix-leaderboard RESULTS_DIR          (the installed entry point)
 
-For every (task setting, mixer) the learning rate with the best mean validation accuracy over
-seeds is chosen, and that rate's test metric is reported as its mean over seeds with a 95%
-Student t interval. Mixers are sorted by their mean rank over the task settings. The table goes
-to the terminal (rich) and to leaderboard.md / .csv / .json / .html in --out (default
-RESULTS_DIR/leaderboard). Definitions: docs/analysis.md.
+A row is one mixer config with everything else that is not the task (analysis.results): runs
+that differ only in seed and learning rate. For every (row, task setting) the learning rate with
+the best mean validation accuracy over seeds is chosen, and that rate's test metric is reported
+as its mean over seeds with a 95% Student t interval. Rows are ordered by the mean of the metric
+over the settings every shown row has (`mean`), with the mean rank beside it; a row missing
+settings is marked. The table goes to the terminal (rich) and to leaderboard.md / .csv / .json /
+.html in --out (default RESULTS_DIR/leaderboard). Definitions: docs/analysis.md.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ import pandas as pd
 
 from .results import (
     NoResultsError,
-    cell_theory,
     filter_results,
+    higher_is_better,
     load_results,
     setting_order,
     summarize,
 )
-from .theory import state_floats
+from .theory import layer_theory
 
 __all__ = ["build_leaderboard", "load_results", "main", "write_outputs"]
 
@@ -41,43 +44,39 @@ SELECT_ON = "val_acc"
 THEORY_COLUMNS = ["reads/token", "cache", "state floats", "hops", "congestion"]
 
 
-def _mixer_theory(mixer: str, n, cells: pd.DataFrame) -> dict:
-    cfg = cells["mixer_config"].dropna()
-    cfg = cfg.iloc[0] if len(cfg) else None
-    th = cell_theory(mixer, n, cfg)
+def _row_theory(n, cells: pd.DataFrame) -> dict:
+    """The theory columns of a row at length n, from its recorded mixer config and model width
+    (analysis.theory.layer_theory); NaN where the registry cannot build the config."""
     out = dict.fromkeys(THEORY_COLUMNS, np.nan)
-    if th is None:
-        return out
-    out["reads/token"] = th["reads_per_token_mean"]
-    out["cache"] = th["cache"]
-    out["hops"] = th["hop_diameter"]
-    out["congestion"] = th["congestion"]
+    cfg = cells["mixer_config"].dropna()
     d_model, heads = cells["d_model"].median(), cells["num_heads"].median()
-    if np.isfinite(d_model):
-        heads = int(heads) if np.isfinite(heads) else 1
-        try:
-            out["state floats"] = state_floats(cfg or mixer, int(n), int(d_model), heads)
-        except ValueError:
-            pass
-    if not np.isfinite(out["state floats"]):
-        at_n = cells.loc[cells["seq_len"] == n, "state_size"].dropna()
-        if len(at_n):
-            out["state floats"] = at_n.median()
-    return out
+    if not len(cfg) or not np.isfinite(n) or not np.isfinite(d_model):
+        return out
+    try:
+        th = layer_theory(cfg.iloc[0], int(n), int(d_model), int(heads) if np.isfinite(heads)
+                          else 1)
+    except (ValueError, TypeError):
+        return out
+    return {key: th[key] for key in THEORY_COLUMNS}
 
 
-def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None,
-                      mixers=None) -> pd.DataFrame:
-    """The leaderboard as a DataFrame indexed by mixer, sorted by mean rank.
+def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None, mixers=None,
+                      group_by: str | None = None) -> pd.DataFrame:
+    """The leaderboard as a DataFrame indexed by row label (analysis.results), in rank order.
 
-    Columns: for every task setting S, `S` (the mean of `metric` over seeds at the chosen
-    learning rate), `S ±` (95% t half-width, NaN with one seed), `S seeds`, `S lr`; then `mean`
-    (over the settings the mixer has), `mean rank` (rank 1 = best within each setting, ties
-    averaged), `tasks` (settings present), the theory columns `reads/token`, `cache`,
+    Columns: `mixer` (the mixer name); for every task setting S, `S` (the mean of `metric` over
+    seeds at the chosen learning rate), `S ±` (95% t half-width, NaN with one seed), `S seeds`,
+    `S lr`; then `mean` (over the settings that every shown row has), `mean rank` (rank 1 =
+    best within each of those settings, ties averaged), `tasks` (settings present), `complete`
+    (whether the row has every setting), the theory columns `reads/token`, `cache`,
     `state floats`, `hops`, `congestion` at n = attrs["theory_n"] (the largest task length
-    shown), and `params` (median num_params). attrs: `cells` (the per-cell summary), `settings`,
-    `metric`, `failed` (count), `failures` (task setting, mixer, error), `skipped`,
-    `unreadable`, `duplicates`, `theory_n`. Raises NoResultsError when nothing is left to rank.
+    shown), and `params` (median num_params). With `group_by` (a config key such as
+    `model.d_model`) that key is a column and no longer splits rows by label; the index is then
+    (row, key). Rows are ordered by `mean` (best first; lower is better for losses and
+    steps-to-accuracy), then `mean rank`, then label. attrs: `cells` (the per-cell summary),
+    `settings`, `common` (the settings every row has), `metric`, `failed` (count), `failures`
+    (task setting, mixer, error), `unreadable`, `duplicates`, `theory_n`, `group_by`. Raises
+    NoResultsError when nothing is left to rank.
     """
     runs = load_results(results_dir)
     if runs.empty:
@@ -87,7 +86,6 @@ def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None,
     failed = chosen[status == "failed"]
     counts = {
         "failed": int(len(failed)),
-        "skipped": int((status == "skipped").sum()),
         "unreadable": int((status == "unreadable").sum()),
     }
     if not (status == "ok").any():
@@ -95,35 +93,51 @@ def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None,
         parts = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         raise NoResultsError(f"no successful ('ok') result{where} under {results_dir}"
                              + (f" ({parts})" if parts else ""))
-    cells = summarize(chosen, metric=metric, select_on=SELECT_ON)
+    cells = summarize(chosen, metric=metric, select_on=SELECT_ON, group_by=group_by)
     settings = setting_order(cells)
-    wide = cells.pivot(index="mixer", columns="task_setting", values="mean")
+    index = ["row", group_by] if group_by else ["row"]
+    wide = cells.pivot_table(index=index, columns="task_setting", values="mean",
+                             aggfunc="first", dropna=False)
+    wide = wide.reindex(columns=settings)
+    keyed = cells.set_index([*index, "task_setting"])
     table = pd.DataFrame(index=wide.index)
+    table["mixer"] = cells.groupby(index)["mixer"].first().reindex(table.index)
     for s in settings:
-        sub = cells[cells["task_setting"] == s].set_index("mixer")
+        sub = keyed.xs(s, level="task_setting")
         table[s] = wide[s]
         table[f"{s} ±"] = sub["ci95"].reindex(table.index)
         table[f"{s} seeds"] = sub["seeds"].reindex(table.index)
         table[f"{s} lr"] = sub["lr"].reindex(table.index)
     means = wide[settings]
-    table["mean"] = means.mean(axis=1, skipna=True)
-    table["mean rank"] = means.rank(axis=0, ascending=False, method="average").mean(axis=1)
+    common = [s for s in settings if means[s].notna().all()]
+    better = higher_is_better(metric)
+    table["mean"] = means[common].mean(axis=1) if common else np.nan
+    table["mean rank"] = (means[common].rank(axis=0, ascending=not better, method="average")
+                          .mean(axis=1) if common else np.nan)
     table["tasks"] = means.notna().sum(axis=1)
+    table["complete"] = table["tasks"] == len(settings)
     theory_n = cells["seq_len"].max()
-    for mixer in table.index:
-        th = _mixer_theory(mixer, theory_n, cells[cells["mixer"] == mixer])
-        for key, value in th.items():
-            table.loc[mixer, key] = value
-    table["params"] = cells.groupby("mixer")["num_params"].median().reindex(table.index)
-    table = table.assign(_name=table.index).sort_values(
-        ["mean rank", "mean", "_name"], ascending=[True, False, True]).drop(columns="_name")
-    table.index.name = "mixer"
+    for key in table.index:
+        mask = np.ones(len(cells), dtype=bool)
+        for level, value in zip(index, key if isinstance(key, tuple) else (key,)):
+            mask &= (cells[level] == value).to_numpy()
+        for col, value in _row_theory(theory_n, cells[mask]).items():
+            table.loc[key, col] = value
+    table["params"] = cells.groupby(index)["num_params"].median().reindex(table.index)
+    order = table.assign(
+        _score=table["mean"] if not better else -table["mean"],
+        _rank=table["mean rank"],
+        _name=[str(k) for k in table.index],
+    ).sort_values(["_score", "_rank", "_name"], na_position="last", kind="stable").index
+    table = table.loc[order]
     failures = [
         (r.get("task_setting"), r.get("mixer"), str(r.get("error") or "").strip().splitlines()[:1])
         for _, r in failed.iterrows()
     ]
     table.attrs.update(
-        cells=cells, settings=settings, metric=metric, select_on=SELECT_ON,
+        cells=cells, runs=chosen, settings=settings, common=common, metric=metric,
+        select_on=SELECT_ON,
+        group_by=group_by, higher_is_better=better,
         theory_n=None if not np.isfinite(theory_n) else int(theory_n),
         failures=[(s, m, e[0] if e else "") for s, m, e in failures],
         duplicates=runs.attrs.get("duplicates", 0), results_dir=str(results_dir), **counts,
@@ -136,12 +150,18 @@ def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None,
 
 
 def _fmt_acc(mean, half, seeds) -> str:
-    if mean is None or not np.isfinite(mean):
+    if mean is None or np.isnan(mean):
         return "-"
     seeds = 0 if seeds is None or not np.isfinite(seeds) else int(seeds)
+    if np.isinf(mean):
+        return f"never (n={seeds})"
     if seeds > 1 and np.isfinite(half):
-        return f"{mean:.3f} ± {half:.3f} (n={seeds})"
-    return f"{mean:.3f} (n={seeds})"
+        return f"{_fmt_mean(mean)} ± {_fmt_mean(half)} (n={seeds})"
+    return f"{_fmt_mean(mean)} (n={seeds})"
+
+
+def _fmt_mean(x) -> str:
+    return f"{x:.3f}" if abs(x) < 10 else f"{x:.0f}"
 
 
 def _fmt_num(x, kind: str = "") -> str:
@@ -163,9 +183,11 @@ def _columns(table: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(header, column, kind) for the displayed table."""
     n = table.attrs.get("theory_n")
     at = f" @n={n}" if n else ""
-    cols = [(s, s, "acc") for s in table.attrs["settings"]]
+    cols = [(table.attrs["group_by"], table.attrs["group_by"], "key")] if table.attrs.get(
+        "group_by") else []
+    cols += [(s, s, "acc") for s in table.attrs["settings"]]
     cols += [("mean", "mean", "float"), ("mean rank", "mean rank", "float")]
-    if (table["tasks"] < len(table.attrs["settings"])).any():
+    if not table["complete"].all():
         cols.append(("tasks", "tasks", "int"))
     cols += [(f"reads/token{at}", "reads/token", "float"), (f"cache{at}", "cache", "int"),
              (f"state floats{at}", "state floats", "int"), (f"hops{at}", "hops", "int"),
@@ -173,26 +195,39 @@ def _columns(table: pd.DataFrame) -> list[tuple[str, str, str]]:
     return cols
 
 
-def _display(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list[float]], list]:
-    """Headers, formatted cells, sort keys and a bold flag per cell (best of an accuracy column)."""
+def _label(key, row) -> str:
+    """The row's label, with `*` when it misses some task settings."""
+    name = key[0] if isinstance(key, tuple) else key
+    return f"{name}{'' if row['complete'] else ' *'}"
+
+
+def _display(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list], list]:
+    """Headers, formatted cells, sort keys and a bold flag per cell (the best of a column)."""
     cols = _columns(table)
-    best = {s: table[s].max() for s in table.attrs["settings"]}
-    best["mean"] = table["mean"].max()
+    pick = max if table.attrs.get("higher_is_better", True) else min
+    best = {s: pick(table[s].dropna(), default=np.nan) for s in table.attrs["settings"]}
+    best["mean"] = pick(table["mean"].dropna(), default=np.nan)
     best["mean rank"] = table["mean rank"].min()
     headers = ["mixer"] + [h for h, _, _ in cols]
     text, keys, bold = [], [], []
-    for mixer, row in table.iterrows():
-        t, k, b = [str(mixer)], [str(mixer)], [False]
+    for key, row in table.iterrows():
+        label = _label(key, row)
+        t, k, b = [label], [label], [False]
         for _, col, kind in cols:
-            v = row[col]
-            if kind == "acc":
+            v = key[1] if kind == "key" else row[col]
+            if kind == "key":
+                t.append(_fmt_num(v) if isinstance(v, (int, float)) else str(v))
+            elif kind == "acc":
                 t.append(_fmt_acc(v, row[f"{col} ±"], row[f"{col} seeds"]))
-            elif kind in ("float",) and col in ("mean", "mean rank"):
-                t.append("-" if not np.isfinite(v) else f"{v:.3f}" if col == "mean" else f"{v:.2f}")
+            elif col == "mean":
+                t.append("-" if np.isnan(v) else _fmt_mean(v) if np.isfinite(v) else "never")
+            elif col == "mean rank":
+                t.append("-" if not np.isfinite(v) else f"{v:.2f}")
             else:
                 t.append(_fmt_num(v, kind))
             k.append(v)
-            b.append(col in best and np.isfinite(v) and v == best[col])
+            b.append(col in best and isinstance(v, (int, float)) and not np.isnan(v)
+                     and v == best[col])
         text.append(t)
         keys.append(k)
         bold.append(b)
@@ -201,20 +236,30 @@ def _display(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list
 
 def _notes(table: pd.DataFrame) -> list[str]:
     a = table.attrs
+    direction = "higher" if a.get("higher_is_better", True) else "lower"
+    common = a.get("common", [])
     notes = [
-        f"Metric: {a['metric']}, at the learning rate with the best mean {a['select_on']} over "
-        f"seeds; mean ± half-width of the 95% Student t interval over seeds "
-        f"(t quantile from scipy.stats.t, n-1 degrees of freedom; one seed: mean only). "
-        f"Rank 1 = best within a task setting; mean rank over the settings a mixer has.",
+        f"Metric: {a['metric']} ({direction} is better), at the learning rate with the best mean "
+        f"{a['select_on']} over seeds; mean ± half-width of the 95% Student t interval over "
+        f"seeds (t quantile from scipy.stats.t, n-1 degrees of freedom; one seed: mean only).",
+        f"Order: by `mean`, the mean of the metric over the {len(common)} task setting(s) every "
+        f"row has" + (f" ({', '.join(common)})" if common and len(common) < len(a["settings"])
+                      else "") + "; `mean rank` (rank 1 = best within a setting) over the same "
+        "settings beside it. A row is one mixer config; runs that differ only in seed and "
+        "learning rate are pooled (docs/analysis.md).",
     ]
+    if not table["complete"].all():
+        notes.append("* misses some task settings: not ranked on fewer settings, see `tasks`.")
+    if not common:
+        notes.append("No task setting is shared by every row: rows are in label order "
+                     "(choose comparable ones with --task / --mixer).")
     if a.get("theory_n"):
-        notes.append(f"Theory columns at n = {a['theory_n']} (the largest task length shown): "
-                     f"reads/token = mean |A(i)| + |B(i)|, cache = vectors kept for decoding "
-                     f"('-' for a matrix state), state floats per layer, hops = hop diameter, "
+        notes.append(f"Theory columns at n = {a['theory_n']} (the largest task length shown), "
+                     f"from each row's recorded mixer config and model width: reads/token = "
+                     f"mean |A(i)| + |B(i)|, cache = vectors kept per head for decoding ('-' "
+                     f"for a matrix state), state floats per layer, hops = hop diameter, "
                      f"congestion = the largest shortest-path load (docs/analysis.md).")
     foot = f"{a['failed']} failed run(s) excluded"
-    if a.get("skipped"):
-        foot += f", {a['skipped']} skipped"
     if a.get("unreadable"):
         foot += f", {a['unreadable']} unreadable result file(s)"
     if a.get("duplicates"):
@@ -229,40 +274,66 @@ def _notes(table: pd.DataFrame) -> list[str]:
 
 def to_markdown(table: pd.DataFrame) -> str:
     headers, text, _, bold = _display(table)
-    lines = [f"# glmix leaderboard ({table.attrs['metric']})", ""]
-    lines.append("| " + " | ".join(headers) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|")
-    for row, flags in zip(text, bold):
-        cells = [f"**{c}**" if f else c for c, f in zip(row, flags)]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines.append("")
+    cells = [[(f"**{c}**" if f else c).replace("|", "\\|") for c, f in zip(row, flags)]
+             for row, flags in zip(text, bold)]
+    body = pd.DataFrame(cells, columns=headers).to_markdown(
+        index=False, colalign=["left"] + ["right"] * (len(headers) - 1))
+    lines = [f"# glmix leaderboard ({table.attrs['metric']})", "", body, ""]
     lines += [f"{note}  " for note in _notes(table)]
     return "\n".join(lines) + "\n"
 
 
-def to_json(table: pd.DataFrame) -> dict:
-    def clean(v):
-        if isinstance(v, (np.integer,)):
-            return int(v)
-        if isinstance(v, (float, np.floating)):
-            return None if math.isnan(v) else ("inf" if math.isinf(v) else float(v))
-        return v
+def _clean(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    if isinstance(v, (float, np.floating)):
+        return None if math.isnan(v) else ("inf" if math.isinf(v) else float(v))
+    return v
 
-    cells = table.attrs["cells"].drop(columns=["task_config", "mixer_config"], errors="ignore")
+
+def to_json(table: pd.DataFrame) -> dict:
+    cells = table.attrs["cells"].drop(columns=["task_config", "mixer_config", "paths"],
+                                      errors="ignore")
+    group_by = table.attrs.get("group_by")
+    rows = []
+    for key, r in table.iterrows():
+        head = ({"row": key[0], group_by: _clean(key[1])} if isinstance(key, tuple)
+                else {"row": key})
+        rows.append({**head, **{k: _clean(v) for k, v in r.items()}})
     return {
         "metric": table.attrs["metric"],
         "select_on": table.attrs["select_on"],
         "interval": "95% Student t over seeds",
+        "order": "mean over the settings every row has, then mean rank",
         "theory_n": table.attrs.get("theory_n"),
         "settings": table.attrs["settings"],
-        "rows": [{"mixer": m, **{k: clean(v) for k, v in r.items()}}
-                 for m, r in table.iterrows()],
-        "cells": [{k: clean(v) for k, v in r.items()} for _, r in cells.iterrows()],
+        "common": table.attrs.get("common", []),
+        "group_by": group_by,
+        "rows": rows,
+        "cells": [{k: _clean(v) for k, v in r.items()} for _, r in cells.iterrows()],
         "failed": table.attrs["failed"],
         "failures": [list(f) for f in table.attrs.get("failures", [])],
-        "skipped": table.attrs.get("skipped", 0),
         "unreadable": table.attrs.get("unreadable", 0),
     }
+
+
+def _row_labels(table: pd.DataFrame) -> list[str]:
+    """The row label of each table row (without the --group-by value): one colour each."""
+    return [str(k[0] if isinstance(k, tuple) else k) for k in table.index]
+
+
+def _shown_path(path) -> str:
+    """A results folder as a page may show it: relative to the working folder when inside it,
+    else its name (a committed page names no absolute path of the machine that made it)."""
+    p = Path(str(path))
+    if not p.is_absolute():
+        return str(p)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return p.name
 
 
 _HTML_STYLE = """
@@ -300,9 +371,10 @@ function sortBy(th){
 
 
 def to_html(table: pd.DataFrame, figures: list[tuple[str, Path]] | None = None) -> str:
-    from .plots import color_of
+    from .plots import colors_for
 
     headers, text, keys, bold = _display(table)
+    colors = colors_for(_row_labels(table))
     esc = html.escape
     out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
            f"<title>glmix leaderboard ({esc(table.attrs['metric'])})</title>",
@@ -312,25 +384,29 @@ def to_html(table: pd.DataFrame, figures: list[tuple[str, Path]] | None = None) 
            "<table id='leaderboard'><thead><tr>"]
     out += [f"<th onclick='sortBy(this)'>{esc(h)}</th>" for h in headers]
     out.append("</tr></thead><tbody>")
-    for row, key, flags in zip(text, keys, bold):
+    row_keys = _row_labels(table)
+    for r, (row, key, flags) in enumerate(zip(text, keys, bold)):
         out.append("<tr>")
         for i, (cell, k, flag) in enumerate(zip(row, key, flags)):
-            if isinstance(k, (float, np.floating)):
+            if isinstance(k, (bool, np.bool_)):
+                v = str(k)
+            elif isinstance(k, (int, float, np.integer, np.floating)):
+                k = float(k)
                 v = "" if np.isnan(k) else ("1e308" if np.isinf(k) else repr(float(k)))
             else:
                 v = str(k)
             attrs = f" data-v='{esc(v)}'" + (" class='best'" if flag else "")
             content = esc(cell)
             if i == 0:
-                content = (f"<span class='swatch' style='background:{color_of(cell)}'></span>"
-                           + content)
+                swatch = colors[row_keys[r]]
+                content = f"<span class='swatch' style='background:{swatch}'></span>" + content
             out.append(f"<td{attrs}>{content}</td>")
         out.append("</tr>")
     out.append("</tbody></table>")
     out += [f"<p class='notes'>{esc(n)}</p>" for n in _notes(table)]
     stamp = _dt.datetime.now().isoformat(timespec="seconds")
     out.append(f"<p class='notes'>Generated {esc(stamp)} from "
-               f"{esc(table.attrs.get('results_dir', ''))}.</p>")
+               f"{esc(_shown_path(table.attrs.get('results_dir', '')))}.</p>")
     if figures:
         out.append("<h2>Plots</h2>")
         for title, path in figures:
@@ -345,10 +421,12 @@ def print_table(table: pd.DataFrame, console=None) -> None:
     """The leaderboard in the terminal (rich): compact cells `mean±half`, the seed count in the
     header when a column has one count, in the cell otherwise."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    from .plots import color_of
+    from .plots import colors_for
 
+    colors = colors_for(_row_labels(table))
     if console is None:
         console = Console()
         if not console.is_terminal:
@@ -359,6 +437,7 @@ def print_table(table: pd.DataFrame, console=None) -> None:
     t = Table(title=f"glmix leaderboard: {table.attrs['metric']} (mean±95% t half-width)"
               + (f"; theory at n={n}" if n else ""), show_lines=False, pad_edge=False)
     t.add_column("mixer", justify="left", no_wrap=True)
+    labels = _row_labels(table)
     compact = {}
     for header, col, kind in cols:
         if kind == "acc":
@@ -369,15 +448,16 @@ def print_table(table: pd.DataFrame, console=None) -> None:
         elif n:
             header = header.replace(f" @n={n}", "")
         t.add_column(header, justify="right")
-    for (mixer, row), cells, flags in zip(table.iterrows(), text, bold):
-        out = [f"[{color_of(mixer)}]■[/] {mixer}"]
+    for r, ((_, row), cells, flags) in enumerate(zip(table.iterrows(), text, bold)):
+        out = [f"[{colors[labels[r]]}]■[/] {escape(cells[0])}"]
         for (_, col, kind), cell, flag in zip(cols, cells[1:], flags[1:]):
-            if kind == "acc":
+            if kind == "acc" and np.isfinite(row[col]):
                 mean, half, seeds = row[col], row[f"{col} ±"], row[f"{col} seeds"]
                 if not np.isfinite(mean):
                     cell = "-"
                 else:
-                    cell = f"{mean:.3f}" + (f"±{half:.3f}" if np.isfinite(half) else "")
+                    cell = _fmt_mean(mean) + (f"±{_fmt_mean(half)}" if np.isfinite(half)
+                                              else "")
                     if not compact[col]:
                         cell += f" (n={int(seeds)})"
             out.append(f"[bold]{cell}[/bold]" if flag else cell)
@@ -410,13 +490,15 @@ def main(argv=None) -> int:
                     "comma-separated, wildcards allowed)")
     ap.add_argument("--mixer", action="append", help="mixer name (repeatable, comma-separated, "
                     "wildcards allowed)")
+    ap.add_argument("--group-by", metavar="KEY", help="a config key (e.g. model.d_model) shown "
+                    "as a column instead of splitting rows; adds the accuracy-against-KEY plot")
     ap.add_argument("--no-plots", action="store_true", help="skip the plots")
     ap.add_argument("--bench", help="mixers.bench JSON for the time-against-n plot")
     args = ap.parse_args(argv)
 
     try:
         table = build_leaderboard(args.results_dir, metric=args.metric, tasks=args.task,
-                                  mixers=args.mixer)
+                                  mixers=args.mixer, group_by=args.group_by)
     except NoResultsError as e:
         print(f"glmix-leaderboard: {e}", file=sys.stderr)
         return 1
@@ -426,7 +508,8 @@ def main(argv=None) -> int:
         from .plots import make_plots
 
         figures = make_plots(table.attrs["cells"], out, metric=args.metric, bench=args.bench,
-                             results_dir=args.results_dir)
+                             results_dir=args.results_dir, order=_row_labels(table),
+                             runs=table.attrs["runs"])
     print_table(table)
     for path in write_outputs(table, out, figures):
         print(f"wrote {path}")

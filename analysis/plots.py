@@ -1,12 +1,14 @@
 """Plots (seaborn on matplotlib, PNG and SVG): accuracy against sequence length, state size (with
-the capacity bound), hop diameter and congestion; measured time against n with fitted exponents.
+the capacity bound), hop diameter and congestion, and a --group-by key; learning curves; measured
+time against n with fitted exponents.
 
     python -m analysis.plots RESULTS_DIR [--out DIR] [--metric test_acc] [--bench BENCH.json]
-                             [--task ...] [--mixer ...]
+                             [--task ...] [--mixer ...] [--group-by KEY]
 
-Every plot uses the same colour for a mixer (PALETTE, keyed by catalogue name). A plot whose
-data is missing is skipped with a printed note. Accuracy points are the leaderboard's cells:
-the chosen learning rate's mean over seeds, with the 95% t interval as bars or bands.
+Colours (and markers) are assigned by order: the leaderboard's row order, so a row keeps its
+colour across the plots and the page of one leaderboard. A plot whose data is missing is
+skipped with a printed note. Accuracy points are the leaderboard's cells: the chosen learning
+rate's mean over seeds, with the 95% t interval as bars or bands.
 """
 
 from __future__ import annotations
@@ -15,47 +17,57 @@ import argparse
 import json
 import math
 import sys
-import zlib
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .results import setting_order
+from .stats import fit_exponent
 
-__all__ = ["PALETTE", "color_of", "make_plots", "plot_bench", "load_bench", "load_bench_records",
-           "fit_exponent", "main"]
+__all__ = ["colors_for", "make_plots", "plot_bench", "plot_curves", "plot_group_by",
+           "load_bench", "load_bench_records", "main"]
 
-#: one colour per catalogue mixer; cache-efficient variants are lighter shades of their plain one
-PALETTE = {
-    "attention": "#1f77b4",
-    "local_attention": "#17becf",
-    "linear_attention": "#e377c2",
-    "first_order": "#ff7f0e",
-    "kth_order": "#8c564b",
-    "dense_recurrence": "#d62728",
-    "pow2": "#1b7837",
-    "pow2_cache": "#7fbf7b",
-    "sq1": "#762a83",
-    "sq1_cache": "#b48ccf",
-}
-_EXTRA = ["#7f7f7f", "#bcbd22", "#393b79", "#e6550d", "#637939", "#843c39", "#3182bd",
-          "#31a354", "#756bb1", "#636363", "#d6616b", "#a55194"]
 _MARKERS = ["o", "s", "D", "^", "v", "P", "X", "<", ">", "p"]
 _LINESTYLES = ["-", "--", ":", "-."]
 
 
-def color_of(mixer: str) -> str:
-    """The mixer's colour: the catalogue's, else a fixed pick by a stable hash of its name."""
-    if mixer in PALETTE:
-        return PALETTE[mixer]
-    return _EXTRA[zlib.crc32(str(mixer).encode()) % len(_EXTRA)]
+def colors_for(labels) -> dict[str, str]:
+    """A colour per distinct label, assigned in order of first appearance: seaborn's
+    colorblind palette for up to 10, husl beyond (as many distinct hues as labels)."""
+    import seaborn as sns
+
+    names = list(dict.fromkeys(str(x) for x in labels))
+    colors = (sns.color_palette("colorblind", 10) if len(names) <= 10
+              else sns.color_palette("husl", len(names)))
+    return {n: "#{:02x}{:02x}{:02x}".format(*(int(round(255 * c)) for c in colors[i]))
+            for i, n in enumerate(names)}
 
 
-def _marker_of(mixer: str) -> str:
-    names = list(PALETTE)
-    i = names.index(mixer) if mixer in names else zlib.crc32(str(mixer).encode())
-    return _MARKERS[i % len(_MARKERS)]
+class _Style:
+    """Colour and marker of each row label, by the order given (default: sorted)."""
+
+    def __init__(self, order):
+        self.order = list(dict.fromkeys(str(x) for x in order))
+        self.colors = colors_for(self.order)
+
+    def ordered(self, labels) -> list[str]:
+        labels = {str(x) for x in labels}
+        return [x for x in self.order if x in labels] + sorted(labels - set(self.order))
+
+    def color(self, label) -> str:
+        if str(label) not in self.colors:
+            self.order.append(str(label))
+            self.colors = colors_for(self.order)
+        return self.colors[str(label)]
+
+    def marker(self, label) -> str:
+        self.color(label)
+        return _MARKERS[self.order.index(str(label)) % len(_MARKERS)]
+
+
+_STYLE = _Style([])
 
 
 def _note(msg: str) -> None:
@@ -83,8 +95,8 @@ def _grid(k: int, ncols: int = 3, size=(4.6, 3.6)):
 def _legend(fig, mixers, extra=()) -> None:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=color_of(m), marker=_marker_of(m), linestyle="-", label=m)
-               for m in mixers]
+    handles = [Line2D([], [], color=_STYLE.color(m), marker=_STYLE.marker(m), linestyle="-",
+                      label=m) for m in mixers]
     handles += list(extra)
     fig.legend(handles=handles, loc="outside right center", frameon=False, title="mixer")
 
@@ -97,8 +109,7 @@ def _save(fig, out: Path, name: str, formats=("png", "svg")) -> Path:
 
 
 def _ordered(mixers) -> list[str]:
-    names = list(PALETTE)
-    return sorted(set(mixers), key=lambda m: (names.index(m) if m in names else len(names), m))
+    return _STYLE.ordered(mixers)
 
 
 def _points(ax, sub: pd.DataFrame, xcol: str, step: float = 7.0) -> None:
@@ -106,7 +117,7 @@ def _points(ax, sub: pd.DataFrame, xcol: str, step: float = 7.0) -> None:
     (up to 2%) are spread sideways by a few points, in palette order, so none hides another."""
     from matplotlib.transforms import offset_copy
 
-    sub = sub.assign(_order=[_ordered(sub["mixer"]).index(m) for m in sub["mixer"]])
+    sub = sub.assign(_order=[_ordered(sub["row"]).index(m) for m in sub["row"]])
     sub = sub.sort_values("_order")
     key = np.round(np.log(np.maximum(sub[xcol].to_numpy(float), 1e-9)) / 0.02)
     for _, group in sub.groupby(key, sort=False):
@@ -117,8 +128,8 @@ def _points(ax, sub: pd.DataFrame, xcol: str, step: float = 7.0) -> None:
             err = [[y - lo if np.isfinite(lo) else 0], [hi - y if np.isfinite(hi) else 0]]
             shift = offset_copy(ax.transData, fig=ax.figure, x=(k - (count - 1) / 2) * step,
                                 y=0, units="points")
-            ax.errorbar([r[xcol]], [y], yerr=err, fmt=_marker_of(r["mixer"]), ms=6, capsize=3,
-                        color=color_of(r["mixer"]), lw=1.2, transform=shift, zorder=3)
+            ax.errorbar([r[xcol]], [y], yerr=err, fmt=_STYLE.marker(r["row"]), ms=6, capsize=3,
+                        color=_STYLE.color(r["row"]), lw=1.2, transform=shift, zorder=3)
 
 
 def _thin_labels(ticks, x_inf=None, gap: float = 0.45) -> list[str]:
@@ -177,16 +188,16 @@ def plot_seq_len(cells: pd.DataFrame, out: Path, metric: str):
     with ax_style, ctx:
         fig, axes = _grid(len(panels))
         for ax, (title, sub) in zip(axes, panels):
-            mixers = _ordered(sub["mixer"])
+            mixers = _ordered(sub["row"])
             for m in mixers:
-                part = sub[sub["mixer"] == m].sort_values("seq_len")
+                part = sub[sub["row"] == m].sort_values("seq_len")
                 x = part["seq_len"].to_numpy(float)
                 ax.fill_between(x, np.clip(part["lo"].to_numpy(float), 0, 1),
                                 np.clip(part["hi"].to_numpy(float), 0, 1),
-                                color=color_of(m), alpha=0.18, lw=0)
-            sns.lineplot(data=sub, x="seq_len", y="mean", hue="mixer", style="mixer",
-                         palette={m: color_of(m) for m in mixers},
-                         markers={m: _marker_of(m) for m in mixers}, dashes=False,
+                                color=_STYLE.color(m), alpha=0.18, lw=0)
+            sns.lineplot(data=sub, x="seq_len", y="mean", hue="row", style="row",
+                         palette={m: _STYLE.color(m) for m in mixers},
+                         markers={m: _STYLE.marker(m) for m in mixers}, dashes=False,
                          hue_order=mixers, style_order=mixers, errorbar=None, ax=ax,
                          legend=False)
             ax.set_xscale("log", base=2)
@@ -197,25 +208,15 @@ def plot_seq_len(cells: pd.DataFrame, out: Path, metric: str):
             ax.set_title(title)
             ax.set_xlabel("sequence length")
             ax.set_ylabel(_metric_label(metric))
-        _legend(fig, _ordered(cells["mixer"]))
+        _legend(fig, _ordered(cells["row"]))
         fig.suptitle("Accuracy against sequence length (bands: 95% t interval over seeds)")
         return _save(fig, out, "accuracy_vs_seq_len")
 
 
 def _state_x(row) -> float:
-    from .theory import state_floats
-
-    if np.isfinite(row.get("state_size", np.nan)):
-        return float(row["state_size"])
-    if not (np.isfinite(row.get("d_model", np.nan)) and np.isfinite(row.get("seq_len", np.nan))):
-        return math.nan
-    heads = int(row["num_heads"]) if np.isfinite(row.get("num_heads", np.nan)) else 1
-    spec = row["mixer_config"] if isinstance(row.get("mixer_config"), dict) and row[
-        "mixer_config"] and row["mixer"] not in PALETTE else row["mixer"]
-    try:
-        return state_floats(spec, int(row["seq_len"]), int(row["d_model"]), heads)
-    except ValueError:
-        return math.nan
+    """The state floats per layer the run recorded (the layer's own state_size at seq_len)."""
+    v = row.get("state_size", np.nan)
+    return float(v) if v is not None and np.isfinite(v) else math.nan
 
 
 def _bound_inputs(sub: pd.DataFrame):
@@ -246,8 +247,8 @@ def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int 
     data["state"] = [_state_x(r) for _, r in data.iterrows()]
     data = data[np.isfinite(data["state"]) & (data["state"] > 0)]
     if data.empty:
-        _note("accuracy against state size skipped: no state size (theory.state_size, or "
-              "d_model in the configs) in the results")
+        _note("accuracy against state size skipped: no state size (theory.state_size) in "
+              "the results")
         return None
     settings = setting_order(data)
     ax_style, ctx = _style()
@@ -280,23 +281,33 @@ def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int 
         else:
             _note("capacity bound not drawn: task info_bits unknown (tasks package or "
                   "theory.info_bits needed) or the metric is not a token accuracy")
-        _legend(fig, _ordered(data["mixer"]), extra)
+        _legend(fig, _ordered(data["row"]), extra)
         fig.suptitle("Accuracy against state size (a point per mixer; bars: 95% t interval)")
         return _save(fig, out, "accuracy_vs_state")
 
 
 def _with_theory(cells: pd.DataFrame) -> pd.DataFrame:
-    from .results import cell_theory
-
+    """Hop diameter and congestion of each cell's recorded mixer config at its seq_len."""
     data = cells.copy()
     hops, cong = [], []
     for _, r in data.iterrows():
-        th = cell_theory(r["mixer"], r["seq_len"], r.get("mixer_config"))
+        try:
+            th = _stats(json.dumps(r["mixer_config"], sort_keys=True, default=str),
+                        int(r["seq_len"]))
+        except (ValueError, TypeError):
+            th = None
         hops.append(th["hop_diameter"] if th else math.nan)
         cong.append(th["congestion"] if th else math.nan)
     data["hops"] = np.asarray(hops, dtype=float)
     data["congestion"] = np.asarray(cong, dtype=float)
     return data
+
+
+@lru_cache(maxsize=512)
+def _stats(mixer_config: str, n: int) -> dict:
+    from .theory import pattern_stats
+
+    return pattern_stats(json.loads(mixer_config), n)
 
 
 def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
@@ -333,11 +344,105 @@ def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
             ax.set_title(str(setting))
             ax.set_xlabel(f"{label} at n = seq_len")
             ax.set_ylabel(_metric_label(metric))
-        _legend(fig, _ordered(data["mixer"]))
+        _legend(fig, _ordered(data["row"]))
         what = ("hop diameter (fewest hops, worst pair; ∞: unreachable)" if column == "hops"
                 else "congestion (largest shortest-path load on one position)")
         fig.suptitle(f"Accuracy against {what}")
         return _save(fig, out, f"accuracy_vs_{'hops' if column == 'hops' else 'congestion'}")
+
+
+def plot_group_by(cells: pd.DataFrame, out: Path, metric: str, key: str):
+    """Accuracy against the --group-by key (e.g. model.d_model: Zoology's accuracy against
+    width), a panel per task setting, a line per row."""
+    data = cells[pd.to_numeric(cells[key], errors="coerce").notna()].copy()
+    data["x"] = pd.to_numeric(data[key])
+    if data.empty or data["x"].nunique() < 2:
+        _note(f"accuracy against {key} skipped: fewer than two numeric values of {key}")
+        return None
+    settings = setting_order(data)
+    ax_style, ctx = _style()
+    with ax_style, ctx:
+        fig, axes = _grid(len(settings))
+        for ax, setting in zip(axes, settings):
+            sub = data[data["task_setting"] == setting]
+            for m in _ordered(sub["row"]):
+                part = sub[sub["row"] == m].sort_values("x")
+                x = part["x"].to_numpy(float)
+                ax.fill_between(x, np.clip(part["lo"].to_numpy(float), 0, 1),
+                                np.clip(part["hi"].to_numpy(float), 0, 1),
+                                color=_STYLE.color(m), alpha=0.18, lw=0)
+                ax.plot(x, part["mean"], marker=_STYLE.marker(m), color=_STYLE.color(m))
+            values = sorted(sub["x"].unique())
+            if min(values) > 0:
+                ax.set_xscale("log", base=2)
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.minorticks_off()
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_title(str(setting))
+            ax.set_xlabel(key)
+            ax.set_ylabel(_metric_label(metric))
+        _legend(fig, _ordered(data["row"]))
+        fig.suptitle(f"Accuracy against {key} (bands: 95% t interval over seeds)")
+        return _save(fig, out, f"accuracy_vs_{key.replace('.', '_')}")
+
+
+def _curve_frame(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Long table (task_setting, row, path, part, step, value) of the learning curves of the
+    runs each cell reports (its chosen learning rate): part = val_acc or train_loss."""
+    curves = dict(zip(runs["path"], runs["curve"])) if "curve" in runs else {}
+    rows = []
+    for _, cell in cells.iterrows():
+        for path in cell.get("paths") or []:
+            curve = curves.get(path)
+            if not isinstance(curve, dict):
+                continue
+            for part, (section, key) in (("val_acc", ("val", "acc")),
+                                         ("train_loss", ("train", "loss"))):
+                c = curve.get(section, {})
+                for step, value in zip(c.get("step", []), c.get(key, [])):
+                    if value is not None:
+                        rows.append((cell["task_setting"], cell["row"], path, part, step, value))
+    return pd.DataFrame(rows, columns=["task_setting", "row", "path", "part", "step", "value"])
+
+
+def plot_curves(cells: pd.DataFrame, runs: pd.DataFrame, out: Path):
+    """Learning curves per task setting: validation accuracy (top) and training loss (bottom)
+    against the step, a line per row: the mean over seeds (at the chosen learning rate) with a
+    band from the lowest to the highest seed."""
+    data = _curve_frame(cells, runs)
+    if data.empty:
+        _note("learning curves skipped: no curve in the results")
+        return None
+    settings = [s for s in setting_order(cells) if s in set(data["task_setting"])]
+    from matplotlib.figure import Figure
+
+    ax_style, ctx = _style()
+    with ax_style, ctx:
+        k = len(settings)
+        fig = Figure(figsize=(4.6 * k + 2.4, 7.4), layout="constrained")
+        axes = fig.subplots(2, k, squeeze=False)
+        for j, setting in enumerate(settings):
+            for i, part in enumerate(("val_acc", "train_loss")):
+                ax = axes[i, j]
+                sub = data[(data["task_setting"] == setting) & (data["part"] == part)]
+                for m in _ordered(sub["row"]):
+                    g = sub[sub["row"] == m].groupby("step")["value"].agg(["mean", "min", "max"])
+                    if g.empty:
+                        continue
+                    color = _STYLE.color(m)
+                    ax.fill_between(g.index, g["min"], g["max"], color=color, alpha=0.18, lw=0)
+                    ax.plot(g.index, g["mean"], color=color, lw=1.4)
+                if part == "val_acc":
+                    ax.set_ylim(-0.03, 1.03)
+                    ax.set_title(str(setting))
+                else:
+                    ax.set_yscale("log")
+                    ax.set_xlabel("step")
+                ax.set_ylabel({"val_acc": "validation accuracy",
+                               "train_loss": "training loss"}[part] if j == 0 else "")
+        _legend(fig, _ordered(data["row"]))
+        fig.suptitle("Learning curves (mean over seeds at the chosen rate; band: min to max)")
+        return _save(fig, out, "learning_curves")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,19 +450,12 @@ def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
 
 
 def load_bench(path) -> pd.DataFrame:
-    """The records of a mixers.bench JSON: a list of {mixer, backend, n, fwd_s, fwdbwd_s,
-    peak_mem_bytes, ...}, or a dict holding such a list under records / results / data / runs."""
+    """The records of an op benchmark's JSON: an object whose `records` is a list of {mixer,
+    backend, n, fwd_s, fwdbwd_s, peak_mem_bytes, ...} (the layout the benchmark writes)."""
     data = json.loads(Path(path).read_text())
-    if isinstance(data, dict):
-        for key in ("records", "results", "data", "runs", "bench"):
-            if isinstance(data.get(key), list):
-                data = data[key]
-                break
-        else:
-            data = [v for v in data.values() if isinstance(v, dict)]
-    if not isinstance(data, list):
-        raise ValueError("expected a list of records")
-    return load_bench_records(data)
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        raise ValueError("expected a JSON object with a list under 'records'")
+    return load_bench_records(data["records"])
 
 
 def load_bench_records(records) -> pd.DataFrame:
@@ -374,15 +472,6 @@ def load_bench_records(records) -> pd.DataFrame:
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df.dropna(subset=["n", "mixer"]).reset_index(drop=True)
-
-
-def fit_exponent(n, t, n_min: int = 1024) -> float:
-    """Slope of log t against log n over n >= n_min (np.polyfit); NaN with fewer than 2 points."""
-    n, t = np.asarray(n, float), np.asarray(t, float)
-    keep = (n >= n_min) & np.isfinite(t) & (t > 0)
-    if len(np.unique(n[keep])) < 2:
-        return math.nan
-    return float(np.polyfit(np.log(n[keep]), np.log(t[keep]), 1)[0])
 
 
 def plot_bench(bench, out: Path, n_min: int = 1024):
@@ -411,10 +500,11 @@ def plot_bench(bench, out: Path, n_min: int = 1024):
                     part = part.groupby("n", as_index=False)[col].median().sort_values("n")
                     if part.empty:
                         continue
-                    slope = fit_exponent(part["n"], part[col], n_min)
+                    slope = fit_exponent(part["n"], part[col], n_min).exponent
                     fit = f"n^{slope:.2f}" if np.isfinite(slope) else "no fit"
                     label = f"{m}{f' [{b}]' if b else ''}: {fit}"
-                    (h,) = ax.plot(part["n"], part[col], marker=_marker_of(m), color=color_of(m),
+                    (h,) = ax.plot(part["n"], part[col], marker=_STYLE.marker(m),
+                                   color=_STYLE.color(m),
                                    ls=_LINESTYLES[backends.index(b) % len(_LINESTYLES)],
                                    label=label, ms=5)
                     handles.append(h)
@@ -441,14 +531,26 @@ def _find_bench(results_dir) -> Path | None:
 
 
 def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=None,
-               results_dir=None) -> list[tuple[str, Path]]:
+               results_dir=None, order=None, runs=None) -> list[tuple[str, Path]]:
     """Every plot the data allows, into `out` (PNG and SVG). Returns (title, png path) pairs.
-    `cells` is analysis.results.summarize's table (None: only the benchmark plot). Without
-    `bench`, a *bench*.json at the top of results_dir is used when there is one."""
+    `cells` is analysis.results.summarize's table (None: only the benchmark plot); `order` the
+    row labels in the order colours are assigned (the leaderboard's; default: as in cells);
+    `runs` the loaded results, for the learning curves. Without `bench`, a *bench*.json at the
+    top of results_dir is used when there is one."""
+    from .results import higher_is_better
+
+    global _STYLE
     out = Path(out)
     made = []
-    if cells is not None and not cells.empty:
+    _STYLE = _Style(order if order is not None else
+                    (cells["row"] if cells is not None and not cells.empty else []))
+    if cells is not None and not cells.empty and not higher_is_better(metric):
+        _note(f"accuracy plots skipped: {metric} is not an accuracy")
+    elif cells is not None and not cells.empty:
+        key = cells.attrs.get("group_by")
+        by_key = [(f"Accuracy against {key}", lambda: plot_group_by(cells, out, metric, key))]
         for title, fn in (
+            *(by_key if key else []),
             ("Accuracy against sequence length", lambda: plot_seq_len(cells, out, metric)),
             ("Accuracy against state size", lambda: plot_cache(cells, out, metric)),
             ("Accuracy against hop diameter",
@@ -461,6 +563,10 @@ def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=
                 made.append((title, path))
     else:
         _note("accuracy plots skipped: no results")
+    if cells is not None and not cells.empty and runs is not None:
+        path = plot_curves(cells, runs, out)
+        if path is not None:
+            made.append(("Learning curves", path))
     bench = bench or _find_bench(results_dir)
     if bench is None:
         _note("time against n skipped: no benchmark JSON (--bench PATH, from python -m "
@@ -482,12 +588,13 @@ def main(argv=None) -> int:
     ap.add_argument("--metric", default="test_acc")
     ap.add_argument("--task", action="append")
     ap.add_argument("--mixer", action="append")
-    ap.add_argument("--bench", help="mixers.bench JSON (time against n)")
+    ap.add_argument("--group-by", metavar="KEY", help="a config key plotted on the x axis")
+    ap.add_argument("--bench", help="op benchmark JSON (time against n)")
     args = ap.parse_args(argv)
-    cells = None
+    cells = runs = None
     try:
         runs = filter_results(load_results(args.results_dir), args.task, args.mixer)
-        cells = summarize(runs, metric=args.metric)
+        cells = summarize(runs, metric=args.metric, group_by=args.group_by)
     except NoResultsError as e:
         _note(f"{e}")
         if not args.bench:
@@ -496,7 +603,7 @@ def main(argv=None) -> int:
             return 1
     out = Path(args.out) if args.out else Path(args.results_dir) / "leaderboard"
     made = make_plots(cells, out, metric=args.metric, bench=args.bench,
-                      results_dir=args.results_dir)
+                      results_dir=args.results_dir, runs=runs)
     for _, path in made:
         print(f"wrote {path} (and .svg)")
     return 0 if made else 1

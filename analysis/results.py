@@ -1,12 +1,15 @@
-"""Loading `result.json` files, choosing the learning rate, and the per-cell summaries.
+"""Loading `result.json` files, grouping runs into experiments, choosing the learning rate.
 
     from analysis.results import load_results, summarize
     runs = load_results("results/smoke")          # one row per result.json, every status
-    cells = summarize(runs, metric="test_acc")     # one row per (task_setting, mixer)
+    cells = summarize(runs, metric="test_acc")     # one row per (row, task setting)
 
-The result schema is in docs/architecture.md; the selection and interval rules in
-docs/analysis.md. The loader is tolerant: a missing key is a missing value, an unreadable file is
-a row with status `unreadable`.
+A result file is a `runners.schema.Result`; a file of another schema is a row with status
+`unreadable`. Runs that differ only in seed and learning rate are one experiment: a leaderboard
+*row* is one mixer config with everything else that is not the task (model, trainer, op
+version), labelled by its mixer name and, when one name has several configs, by what differs
+(`attention [model.d_model=16]`). A *column* is one task setting (its config and generator
+version). The rules are in docs/analysis.md.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from runners.schema import POOLED, RUN_ONLY, Result, drop_keys, flatten
+
+from .stats import t_interval
 
 __all__ = [
     "load_results",
@@ -30,16 +35,10 @@ __all__ = [
     "summarize",
     "setting_order",
     "t_interval",
-    "cell_theory",
     "task_of",
+    "higher_is_better",
     "NoResultsError",
 ]
-
-KEYS = ("status", "error", "task", "task_setting", "mixer", "seed", "lr", "config_hash",
-        "num_params", "wall_time_s", "steps")
-
-
-_TASK_META = ("name", "setting", "num_train", "num_val", "num_test", "_target_")
 
 
 class NoResultsError(Exception):
@@ -53,80 +52,64 @@ def find_result_files(results_dir) -> list[Path]:
     return sorted(root.rglob("result.json"))
 
 
-def _find_key(cfg, names: tuple[str, ...], prefer: tuple[str, ...] = ("model",)):
-    """The first value of any of `names` in a nested config, looking in `prefer` sections first."""
-    if not isinstance(cfg, Mapping):
-        return None
-    for section in prefer:
-        sub = cfg.get(section)
-        if isinstance(sub, Mapping):
-            for name in names:
-                if name in sub:
-                    return sub[name]
-    stack = [cfg]
-    while stack:
-        node = stack.pop(0)
-        for name in names:
-            if name in node and not isinstance(node[name], Mapping):
-                return node[name]
-        stack.extend(v for v in node.values() if isinstance(v, Mapping))
-    return None
+def higher_is_better(metric: str) -> bool:
+    """Accuracies: higher is better; losses and steps-to-accuracy: lower is better."""
+    return not (metric.startswith("steps_to_") or metric.endswith("loss"))
 
 
-def _num(x):
+def _num(x, missing=np.nan):
     if isinstance(x, bool) or x is None:
-        return np.nan
+        return missing
     try:
         return float(x)
     except (TypeError, ValueError):
         return np.nan
 
 
-def _flatten(record: Mapping, path: Path) -> dict:
-    row = {key: record.get(key) for key in KEYS}
-    row["path"] = str(path)
-    config = record.get("config") if isinstance(record.get("config"), Mapping) else {}
-    row["config"] = config
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
-    for key, value in metrics.items():
-        row[key] = _num(value)
-    theory = record.get("theory") if isinstance(record.get("theory"), Mapping) else {}
-    for key, value in theory.items():
-        row[f"theory.{key}"] = value if isinstance(value, (str, bool)) else _num(value)
-    task_cfg = config.get("task") if isinstance(config.get("task"), Mapping) else {}
-    mixer_cfg = config.get("mixer") if isinstance(config.get("mixer"), Mapping) else {}
-    if isinstance(task_cfg.get("params"), Mapping):  # the runners' layout: task.params
-        params = dict(task_cfg["params"])
-    else:
-        params = {k: v for k, v in task_cfg.items() if k not in _TASK_META}
-    row["task_config"] = {"name": task_cfg.get("name", record.get("task")), **params}
-    row["mixer_config"] = dict(mixer_cfg)
-    if row["task"] is None:
-        row["task"] = task_cfg.get("name")
-    if row["mixer"] is None:
-        row["mixer"] = mixer_cfg.get("name")
-    row["info_bits"] = _num(record.get("info_bits", theory.get("info_bits")))
-    seq_len = theory.get("seq_len") or params.get("seq_len")
-    row["seq_len"] = _num(seq_len)
-    if row["task_setting"] is None and row["task"] is not None:
-        row["task_setting"] = row["task"] + (f"-{int(seq_len)}" if seq_len is not None else "")
-    row["d_model"] = _num(_find_key(config, ("d_model", "dim", "hidden_size")))
-    heads = _find_key(config, ("num_heads", "n_heads", "heads"), ("mixer", "model"))
-    row["num_heads"] = _num(heads)
-    row["num_layers"] = _num(_find_key(config, ("n_layers", "num_layers", "layers", "depth")))
-    row["num_params"] = _num(row["num_params"])
-    row["lr"] = _num(row["lr"]) if row["lr"] is not None else _num(
-        _find_key(config, ("lr", "learning_rate"), ("trainer", "optimizer")))
-    row["seed"] = row["seed"] if row["seed"] is not None else _find_key(config, ("seed",), ())
-    row["status"] = str(row["status"] or "unknown")
+def _row_identity(r: Result) -> dict:
+    """What the leaderboard row of a run is: its config minus the task, the pooled fields
+    (seed, lr) and where it ran, plus the op version, flattened to dotted keys."""
+    config = drop_keys(r.config, (*RUN_ONLY, *POOLED))
+    config.pop("task", None)
+    return {**flatten(config), "op_version": r.code_versions.get("op")}
+
+
+def _column_identity(r: Result) -> dict:
+    task = r.config.get("task", {})
+    return {**flatten({"task": task}), "task_version": r.code_versions.get("task"),
+            "generator_version": r.code_versions.get("generator")}
+
+
+def _flatten_result(r: Result, path: Path) -> dict:
+    config = r.config
+    model = config.get("model", {})
+    task_cfg = config.get("task", {})
+    row = {
+        "status": r.status, "error": r.error, "task": r.task, "task_setting": r.task_setting,
+        "mixer": r.mixer, "seed": r.seed, "lr": _num(r.lr), "config_hash": r.config_hash,
+        "num_params": _num(r.num_params), "wall_time_s": _num(r.wall_time_s), "steps": r.steps,
+        "path": str(path), "config": config, "curve": r.curve,
+        "task_config": {"name": task_cfg.get("name", r.task), **task_cfg.get("params", {})},
+        "mixer_config": dict(config.get("mixer", {})),
+        "info_bits": _num(r.info_bits), "seq_len": _num(r.theory.get("seq_len")),
+        "d_model": _num(model.get("d_model")), "num_heads": _num(model.get("num_heads")),
+        "num_layers": _num(model.get("n_layers")),
+        "_row_id": _row_identity(r), "_col_id": _column_identity(r),
+    }
+    for key, value in r.metrics.items():
+        # a threshold never reached: infinitely many steps, not a missing value
+        row[key] = _num(value, math.inf if key.startswith("steps_to_") else np.nan)
+    for key, value in r.theory.items():
+        row[f"theory.{key}"] = _num(value)
     return row
 
 
 def load_results(results_dir) -> pd.DataFrame:
-    """One row per `result.json` below `results_dir` (every status; unreadable files get status
-    `unreadable`). Columns: the top-level keys, every metric (`val_acc`, `test_acc`, ...), the
-    theory figures as `theory.<key>`, `seq_len`, `d_model`, `num_heads`, `num_layers`, `path`,
-    and the `config`, `task_config` and `mixer_config` mappings.
+    """One row per `result.json` below `results_dir` (status ok or failed; files that are not a
+    runners.schema.Result get status `unreadable` and the reason in `error`). Columns: the
+    result's fields, every metric (`val_acc`, `test_acc`, `steps_to_0.9`, ...; a threshold never
+    reached is inf), the recorded theory as `theory.<key>`, `seq_len`, `d_model`, `num_heads`,
+    `num_layers`, `path`, the `config`, `task_config`, `mixer_config` mappings and the `curve`.
 
     Among `ok` results sharing a `config_hash` (a run recorded twice) only the first by path is
     kept; `df.attrs["duplicates"]` counts the dropped ones. Raises NoResultsError when the folder
@@ -135,16 +118,14 @@ def load_results(results_dir) -> pd.DataFrame:
     rows = []
     for path in find_result_files(results_dir):
         try:
-            record = json.loads(path.read_text())
-            if not isinstance(record, Mapping):
-                raise ValueError("not a JSON object")
-            rows.append(_flatten(record, path))
-        except (OSError, ValueError) as e:
-            rows.append({"path": str(path), "status": "unreadable", "error": str(e)})
+            rows.append(_flatten_result(Result.from_dict(json.loads(path.read_text())), path))
+        except (OSError, ValueError, TypeError) as e:
+            rows.append({"path": str(path), "status": "unreadable", "error": f"{path}: {e}"})
     df = pd.DataFrame(rows)
-    for key in (*KEYS, "path", "seq_len", "val_acc", "test_acc", "test_exact"):
+    for key in ("status", "task", "task_setting", "mixer", "seed", "lr", "config_hash", "error",
+                "path", "seq_len", "val_acc", "test_acc"):
         if key not in df:
-            df[key] = np.nan if key not in ("status",) else "unknown"
+            df[key] = np.nan
     dup = df["status"].eq("ok") & df["config_hash"].notna() & df.duplicated(
         ["status", "config_hash"], keep="first")
     df = df[~dup].reset_index(drop=True)
@@ -181,17 +162,60 @@ def filter_results(df: pd.DataFrame, tasks=None, mixers=None) -> pd.DataFrame:
     return out
 
 
-def t_interval(values, level: float = 0.95) -> tuple[float, float, int]:
-    """(mean, half-width, n) of the Student t interval: mean +- t_{(1+level)/2, n-1} * s / sqrt(n),
-    s the sample standard deviation (ddof 1). NaN half-width when n < 2."""
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    n = len(x)
-    if n == 0:
-        return math.nan, math.nan, 0
-    if n == 1:
-        return float(x[0]), math.nan, 1
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)
-    return float(x.mean()), float(half), n
+# ----------------------------------------------------------------------------------------------
+# experiments: rows and columns
+
+
+def _key(d: dict) -> str:
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, float) and v == int(v) and abs(v) < 1e15:
+        return f"{v:g}"
+    return str(v)
+
+
+def label_by_difference(base: pd.Series, ids: pd.Series) -> pd.Series:
+    """A label per entry: `base`, and when one base has several distinct identities (dicts of
+    dotted keys), ` [k=v, ...]` with the keys whose values differ among them."""
+    keys = ids.map(_key)
+    labels = pd.Series(index=ids.index, dtype=object)
+    for name, idx in base.groupby(base, sort=False).groups.items():
+        distinct = {keys[i]: ids[i] for i in idx}
+        if len(distinct) == 1:
+            labels[idx] = str(name)
+            continue
+        every = sorted(set().union(*(d.keys() for d in distinct.values())))
+        differ = [k for k in every if len({_key(d.get(k, "-")) for d in distinct.values()}) > 1]
+        names = {key: f"{name} [" + ", ".join(f"{k}={_fmt_value(d.get(k, '-'))}"
+                                              for k in differ) + "]"
+                 for key, d in distinct.items()}
+        for i in idx:
+            labels[i] = names[keys[i]]
+    return labels
+
+
+def add_experiment_labels(ok: pd.DataFrame, group_by: str | None = None) -> pd.DataFrame:
+    """`row` and `column` labels of every run (see the module docstring); with `group_by` (a
+    dotted config key such as `model.d_model`) that key is left out of both identities and
+    becomes a column of its own (its value per run)."""
+    ok = ok.copy()
+    rows = ok["_row_id"]
+    cols = ok["_col_id"]
+    if group_by:
+        values = ok["config"].map(lambda c: flatten(c).get(group_by, np.nan))
+        if values.isna().all():
+            raise NoResultsError(f"--group-by {group_by}: no result has this config key "
+                                 f"(examples: model.d_model, trainer.max_steps, mixer.short_conv)")
+        ok[group_by] = values
+        rows = rows.map(lambda d: {k: v for k, v in d.items() if k != group_by})
+        cols = cols.map(lambda d: {k: v for k, v in d.items() if k != group_by})
+    ok["row"] = label_by_difference(ok["mixer"].astype(str), rows)
+    ok["column"] = label_by_difference(ok["task_setting"].astype(str), cols)
+    ok["_row_key"] = rows.map(_key) + (ok[group_by].map(_key) if group_by else "")
+    ok["_col_key"] = cols.map(_key)
+    return ok
 
 
 def _first(series: pd.Series):
@@ -200,15 +224,16 @@ def _first(series: pd.Series):
 
 
 def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_acc",
-              level: float = 0.95) -> pd.DataFrame:
-    """One row per (task_setting, mixer) over the `ok` runs.
+              level: float = 0.95, group_by: str | None = None) -> pd.DataFrame:
+    """One cell per (row, column) over the `ok` runs (add_experiment_labels).
 
     The learning rate is the one with the best mean `select_on` over seeds (ties: more seeds,
-    then the smaller rate); the row reports that rate's `metric` over its seeds: `mean`, `std`,
-    `ci95` (the t half-width, NaN for one seed), `lo`, `hi`, `seeds`. Also `val_mean`, `lrs`
-    (rates tried), `seq_len`, `num_params` (median), `d_model`, `num_heads`, `num_layers`,
-    `state_size` (the runner's theory.state_size, median), `info_bits`, and the task config
-    (`task_config`: name and parameters) and the mixer config.
+    then the smaller rate); the cell reports that rate's `metric` over its seeds: `mean`, `std`,
+    `ci95` (the t half-width, NaN for one seed), `lo`, `hi`, `seeds`. A steps-to-accuracy metric
+    of a seed that never reached the threshold is inf, and so is then the mean. Also `row`,
+    `mixer`, `task_setting` (the column label), `val_mean`, `lrs` (rates tried), `seq_len`,
+    `num_params` (median), `d_model`, `num_heads`, `num_layers`, `state_size` (the recorded
+    theory.state_size), `info_bits`, the task and mixer configs, and the `group_by` value.
     """
     ok = df[df["status"] == "ok"].copy()
     if ok.empty:
@@ -217,20 +242,27 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
         raise NoResultsError(f"no result reports the metric {metric!r}")
     if select_on not in ok:
         ok[select_on] = np.nan
+    ok = add_experiment_labels(ok, group_by)
     ok["lr_key"] = ok["lr"].fillna(-1.0)
     rows = []
-    for (setting, mixer), group in ok.groupby(["task_setting", "mixer"], sort=True, dropna=False):
+    for (_, _), group in ok.groupby(["_row_key", "_col_key"], sort=True):
         per_lr = group.groupby("lr_key").agg(val=(select_on, "mean"), runs=(metric, "count"))
         per_lr = per_lr.assign(val_key=per_lr["val"].fillna(-np.inf)).sort_values(
             ["val_key", "runs"], ascending=[False, False], kind="stable")
         lr_key = per_lr.index[0]
         chosen = group[group["lr_key"] == lr_key]
-        mean, half, n = t_interval(chosen[metric].tolist(), level)
         values = chosen[metric].dropna()
-        state = chosen["theory.state_size"].median() if "theory.state_size" in chosen else np.nan
+        if np.isinf(values).any():
+            mean, half, n = math.inf, math.nan, len(values)
+        else:
+            mean, half, n = t_interval(values.tolist(), level)
+        state = (chosen["theory.state_size"].median() if "theory.state_size" in chosen
+                 else np.nan)
         rows.append({
-            "task_setting": setting,
-            "mixer": mixer,
+            "row": chosen["row"].iloc[0],
+            "task_setting": chosen["column"].iloc[0],
+            "mixer": chosen["mixer"].iloc[0],
+            **({group_by: _first(chosen[group_by])} if group_by else {}),
             "task": _first(chosen["task"]),
             "seq_len": chosen["seq_len"].median(),
             "lr": None if lr_key == -1.0 else float(lr_key),
@@ -238,7 +270,7 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
             "lrs": len(per_lr),
             "seeds": n,
             "mean": mean,
-            "std": float(values.std(ddof=1)) if n > 1 else math.nan,
+            "std": float(values.std(ddof=1)) if n > 1 and np.isfinite(mean) else math.nan,
             "ci95": half,
             "lo": mean - half if n > 1 else math.nan,
             "hi": mean + half if n > 1 else math.nan,
@@ -247,13 +279,15 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
             "num_heads": chosen["num_heads"].median(),
             "num_layers": chosen["num_layers"].median(),
             "state_size": state,
-            "info_bits": chosen["info_bits"].median() if "info_bits" in chosen else np.nan,
-            "task_config": _first(chosen["task_config"]) if "task_config" in chosen else None,
-            "mixer_config": _first(chosen["mixer_config"]) if "mixer_config" in chosen else None,
+            "info_bits": chosen["info_bits"].median(),
+            "task_config": _first(chosen["task_config"]),
+            "mixer_config": _first(chosen["mixer_config"]),
+            "paths": chosen["path"].tolist(),
         })
     cells = pd.DataFrame(rows)
     cells.attrs.update(df.attrs)
     cells.attrs["metric"] = metric
+    cells.attrs["group_by"] = group_by
     return cells
 
 
@@ -263,38 +297,6 @@ def setting_order(cells: pd.DataFrame) -> list[str]:
     keys = keys.reset_index().fillna({"task": "", "n": -1})
     keys = keys.sort_values(["task", "n", "task_setting"], kind="stable")
     return keys["task_setting"].tolist()
-
-
-# ----------------------------------------------------------------------------------------------
-# theory for a cell
-
-
-def _mixer_key(mixer: str, mixer_config) -> str:
-    from .theory import CATALOGUE
-
-    if mixer in CATALOGUE or not isinstance(mixer_config, Mapping) or not mixer_config:
-        return json.dumps(mixer)
-    keep = {k: mixer_config[k] for k in ("name", "kind", "direct", "recurrent", "cache_efficient")
-            if k in mixer_config}
-    return json.dumps(keep, sort_keys=True, default=str)
-
-
-@lru_cache(maxsize=512)
-def _theory(key: str, n: int) -> dict:
-    from .theory import pattern_stats
-
-    return pattern_stats(json.loads(key), n)
-
-
-def cell_theory(mixer: str, n, mixer_config=None) -> dict | None:
-    """pattern_stats for a result's mixer at length n (catalogue name first, else the mixer's
-    config mapping); None when neither describes a mixer."""
-    if n is None or not np.isfinite(n):
-        return None
-    try:
-        return _theory(_mixer_key(mixer, mixer_config), int(n))
-    except (ValueError, TypeError, KeyError):
-        return None
 
 
 def task_of(task_config):

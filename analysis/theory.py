@@ -1,9 +1,14 @@
-"""Theory figures of a mixer at sequence length n (DESIGN.md 1 and 5; docs/analysis.md).
+"""Theory figures of a mixer at sequence length n (docs/design.md 1 and 5; docs/analysis.md).
 
-    from analysis.theory import pattern_stats, state_floats, capacity_bound, CATALOGUE
-    pattern_stats("pow2_cache", 1024)      # a catalogue mixer
+    from analysis.theory import pattern_stats, layer_theory, state_floats, capacity_bound
+    pattern_stats("pow2_cache", 1024)      # a catalogue mixer: conf/mixer/pow2_cache.yaml
     pattern_stats("kth(8)", 1024)          # a recurrent pattern (direct part: self)
-    pattern_stats({"direct": "window(16)", "recurrent": "pow2"}, 1024)   # a conf/mixer mapping
+    pattern_stats({"kind": "glr", "direct": "window(16)", "recurrent": "pow2"}, 1024)  # a config
+    layer_theory(result_mixer_config, 1024, d_model=64, num_heads=2)   # what the leaderboard uses
+
+The catalogue is the set of `conf/mixer/*.yaml` files (mixers.registry.catalogue); a mixer's
+family, state and patterns come from the layer its kind builds (mixers.registry), never from a
+table of names here: a config of a kind the registry does not know is an error.
 
 A mixer is a direct pattern A and a recurrent pattern B. Every figure is computed on the actual
 read sets of `mixers.patterns`, so plain, cache-efficient and user-supplied patterns share one
@@ -11,7 +16,7 @@ code path. The graph behind hop diameter and congestion has one node per output 
 p -> i for every recurrent read p in B(i); an input v_j reaches y_m through a direct edge when
 j is in A(m), at no cost when j = m and at one hop otherwise.
 
-`python -m analysis.theory --n 256 1024` prints the catalogue table.
+`python -m analysis.theory --n 256 1024` prints the table of every conf/mixer/*.yaml file.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import argparse
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
@@ -33,12 +38,10 @@ from mixers.patterns import (
 )
 
 __all__ = [
-    "CATALOGUE",
-    "STATE_EXPANDED",
-    "MixerSpec",
     "Mixer",
     "resolve_mixer",
     "pattern_stats",
+    "layer_theory",
     "catalogue_table",
     "state_floats",
     "capacity_bound",
@@ -48,35 +51,6 @@ __all__ = [
     "hop_diameter_all_pairs",
     "paths_to_last",
 ]
-
-
-class MixerSpec(NamedTuple):
-    """(direct spec, recurrent spec, cache_efficient): one row of the catalogue (DESIGN.md 1.3)."""
-
-    direct: str
-    recurrent: str
-    cache_efficient: bool = False
-
-
-CATALOGUE: dict[str, MixerSpec] = {
-    "attention": MixerSpec("full", "none"),
-    "local_attention": MixerSpec("window(16)", "none"),
-    "first_order": MixerSpec("self", "first"),
-    "kth_order": MixerSpec("self", "kth(8)"),
-    "dense_recurrence": MixerSpec("self", "dense"),
-    "pow2": MixerSpec("self", "pow2"),
-    "pow2_cache": MixerSpec("self", "pow2", True),
-    "sq1": MixerSpec("self", "sq1"),
-    "sq1_cache": MixerSpec("self", "sq1", True),
-    # state-expanded (DESIGN.md 1.4): the mask M = (I - B)^-1 A is full attention's, the state
-    # a fixed d_head x d_head matrix (plus a d_head normalizer) per head
-    "linear_attention": MixerSpec("full", "none"),
-}
-
-#: catalogue mixers of the state-expanded family (a matrix state instead of a token cache)
-STATE_EXPANDED = frozenset({"linear_attention"})
-
-_STATE_EXPANDED_KINDS = {"linear_attention", "state_expanded", "state-expanded", "matrix"}
 
 
 @dataclass(frozen=True)
@@ -119,35 +93,47 @@ def _build(name, direct, recurrent, cache_efficient=False, state_expanded=False)
     return Mixer(str(name), d, plain, eff, ce, bool(state_expanded))
 
 
+def _catalogue() -> dict[str, dict]:
+    from mixers.registry import catalogue
+
+    return catalogue()
+
+
+def _layer(config: Mapping, d_model: int = 8, num_heads: int = 1):
+    """The layer a mixer config builds (through its kind's registered builder)."""
+    from mixers import build_mixer
+
+    return build_mixer(dict(config), d_model, num_heads)
+
+
+def _from_layer(name: str, layer) -> Mixer:
+    patterns = getattr(layer, "patterns", None)
+    if patterns is None:
+        raise ValueError(f"mixer {name!r} is outside the pattern framework (its layer has no "
+                         f"patterns): reads, hops and congestion do not apply")
+    direct, recurrent = patterns
+    return _build(name, direct, recurrent, recurrent.cache_efficient,
+                  bool(getattr(layer, "state_expanded", False)))
+
+
 def resolve_mixer(what: Any) -> Mixer:
     """A `Mixer` from any of the accepted descriptions.
 
-    - a catalogue name ('pow2_cache');
-    - a mapping like a `conf/mixer/*.yaml` file: keys `direct` (default 'self'), `recurrent`
-      (default 'none'), `cache_efficient` (default False), optional `name`, and `kind`
-      ('glr' or 'linear_attention'; a `state_expanded: true` key works too);
-    - a `MixerSpec` or a tuple (direct, recurrent[, cache_efficient]);
+    - a catalogue name ('pow2_cache'): the file conf/mixer/<name>.yaml;
+    - a mapping with the keys of a `conf/mixer/*.yaml` file (a result's recorded mixer config):
+      the layer its kind builds (mixers.registry) gives the patterns and the family; an unknown
+      kind is a ValueError, as is a kind outside the pattern framework;
+    - a tuple (direct, recurrent[, cache_efficient]) of specs or patterns;
     - a recurrent pattern: a `RecurrentPattern`, a spec string ('kth(8)', 'pow2', 'k**3 + 1') or a
       callable f(k); its direct part is `self`.
     """
     if isinstance(what, Mixer):
         return what
-    if isinstance(what, str) and what in CATALOGUE:
-        spec = CATALOGUE[what]
-        return _build(what, spec.direct, spec.recurrent, spec.cache_efficient,
-                      what in STATE_EXPANDED)
+    if isinstance(what, str) and what in _catalogue():
+        return resolve_mixer({"name": what, **_catalogue()[what]})
     if isinstance(what, Mapping):
-        name = what.get("name")
-        if "direct" not in what and "recurrent" not in what and name in CATALOGUE:
-            return resolve_mixer(name)
-        kind = str(what.get("kind", what.get("family", "glr")))
-        expanded = bool(what.get("state_expanded", False)) or kind in _STATE_EXPANDED_KINDS
-        direct = what.get("direct", "self")
-        recurrent = what.get("recurrent", "none")
-        ce = bool(what.get("cache_efficient", False))
-        if name is None:
-            name = f"{direct}+{recurrent}{'_cache' if ce else ''}"
-        return _build(name, direct, recurrent, ce, expanded)
+        name = str(what.get("name") or "mixer")
+        return _from_layer(name, _layer(what))
     if isinstance(what, tuple) and 2 <= len(what) <= 3:
         direct, recurrent, *rest = what
         ce = bool(rest[0]) if rest else False
@@ -160,8 +146,8 @@ def resolve_mixer(what: Any) -> Mixer:
         p = make_pattern(what)
         return _build(p.name, "self", p, False)
     raise ValueError(f"cannot interpret {what!r} as a mixer: expected a catalogue name "
-                     f"({', '.join(CATALOGUE)}), a pattern spec, a RecurrentPattern or a mapping "
-                     f"with keys direct / recurrent / cache_efficient")
+                     f"({', '.join(_catalogue())}), a pattern spec, a RecurrentPattern or a "
+                     f"mixer config mapping")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -465,11 +451,45 @@ def _int_or_inf(x: float):
 
 
 def catalogue_table(n: int, names=None):
-    """pattern_stats for every catalogue mixer at length n, as a pandas DataFrame."""
+    """pattern_stats for every conf/mixer/*.yaml mixer of the pattern framework at length n, as
+    a pandas DataFrame (mixers outside the framework are left out)."""
     import pandas as pd
 
-    rows = [pattern_stats(name, n) for name in (names or CATALOGUE)]
+    rows = []
+    for name in names or _catalogue():
+        try:
+            rows.append(pattern_stats(name, n))
+        except ValueError:
+            continue
     return pd.DataFrame(rows).set_index("name")
+
+
+def layer_theory(mixer_config: Mapping, n: int, d_model: int, num_heads: int = 1) -> dict:
+    """The theory columns of a result's recorded mixer config at length n, for its model width.
+
+    From the layer the config's kind builds (mixers.registry): `cache` (entries per head to
+    decode token n; NaN for the state-expanded family, whose entries are matrices),
+    `state floats` (layer.state_size(n)), `flops/token`; from its patterns, when it has some:
+    `reads/token` (mean |A(i)| + |B(i)|), `hops` (hop diameter), `congestion`. Raises ValueError
+    for a config the registry cannot build (an unknown kind): no other mixer's theory is used.
+    """
+    layer = _layer(mixer_config, int(d_model), int(num_heads))
+    expanded = bool(getattr(layer, "state_expanded", False))
+    out = {"reads/token": math.nan, "cache": math.nan, "state floats": math.nan,
+           "flops/token": math.nan, "hops": math.nan, "congestion": math.nan}
+    for key, attr in (("cache", "cache_size"), ("state floats", "state_size"),
+                      ("flops/token", "flops_per_token")):
+        fn = getattr(layer, attr, None)
+        if callable(fn):
+            out[key] = float(fn(int(n)))
+    if expanded:
+        out["cache"] = math.nan
+    if getattr(layer, "patterns", None) is not None:
+        stats = pattern_stats(_from_layer(str(mixer_config.get("name", "mixer")), layer), n)
+        out["reads/token"] = stats["reads_per_token_mean"]
+        out["hops"] = stats["hop_diameter"]
+        out["congestion"] = stats["congestion"]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -616,26 +636,24 @@ _COLUMNS = [
 ]
 
 
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return "inf" if math.isinf(v) else ("-" if math.isnan(v) else
+                                            f"{v:.4g}" if v != int(v) else f"{int(v)}")
+    return str(v)
+
+
 def format_table(n: int) -> str:
-    """The catalogue table at length n as Markdown."""
-    df = catalogue_table(n)
-    head = "| mixer | " + " | ".join(label for _, label in _COLUMNS) + " |"
-    lines = [f"n = {n}", "", head, "|" + "---|" * (len(_COLUMNS) + 1)]
-    for name, row in df.iterrows():
-        cells = []
-        for key, _ in _COLUMNS:
-            v = row[key]
-            if isinstance(v, float):
-                v = "inf" if math.isinf(v) else ("-" if math.isnan(v) else
-                                                f"{v:.4g}" if v != int(v) else f"{int(v)}")
-            cells.append(str(v))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """The catalogue table at length n as Markdown (pandas to_markdown)."""
+    df = catalogue_table(n)[[key for key, _ in _COLUMNS]]
+    df = df.rename(columns=dict(_COLUMNS)).map(_cell).rename_axis("mixer")
+    return f"n = {n}\n\n" + df.to_markdown(colalign=["left"] + ["right"] * len(_COLUMNS))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.theory",
-                                 description="Print the theory table of the mixer catalogue.")
+                                 description="Print the theory table of every conf/mixer/*.yaml "
+                                             "mixer.")
     ap.add_argument("--n", type=int, nargs="+", default=[256, 1024], help="sequence lengths")
     args = ap.parse_args(argv)
     for n in args.n:

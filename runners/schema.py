@@ -2,7 +2,8 @@
 
 A result file is `Result.to_dict()` as JSON; `Result.from_dict` reads one back and fails on a
 file of another schema (a missing key, or a `schema` number this code does not know). Nothing
-here imports torch or Hydra, so `analysis` can import it cheaply. Field by field: docs/architecture.md.
+here imports torch or Hydra, so `analysis` can import it cheaply. Field by field:
+docs/architecture.md.
 """
 
 from __future__ import annotations

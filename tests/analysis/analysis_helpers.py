@@ -1,47 +1,65 @@
-"""Hand-written result.json files (schema of docs/architecture.md) for the analysis tests."""
+"""Hand-written result.json files (runners.schema.Result) for the analysis tests."""
 
 import json
 import math
+from functools import lru_cache
 
 import numpy as np
 
-from analysis.theory import CATALOGUE
+from mixers import build_mixer
+from mixers.registry import catalogue
+from runners.schema import Result
+
+
+@lru_cache(maxsize=None)
+def _state_size(mixer: str, d_model: int, num_heads: int, n: int) -> int:
+    return build_mixer(catalogue()[mixer], d_model, num_heads).state_size(n)
 
 
 def make_result(task_setting, mixer, seed, lr, val_acc, test_acc, *, status="ok", task="mqar",
                 seq_len=64, test_exact=None, num_params=1000, d_model=32, num_heads=2,
-                num_layers=2, error=None, task_params=None, info_bits=None):
-    # the runners' layout (runners/train.py): task.params, model.n_layers, info_bits on top
+                num_layers=2, error=None, task_params=None, info_bits=None, model=None,
+                mixer_config=None, curve=None):
+    """A result as runners.train writes it (a catalogue mixer's config, the layer's state)."""
     task_cfg = {"name": task, "setting": task_setting,
                 "params": {"seq_len": seq_len, **(task_params or {})}, "num_train": 100}
-    mixer_cfg = {"name": mixer, "kind": "linear_attention" if mixer == "linear_attention"
-                 else "glr"}
-    if mixer in CATALOGUE:
-        d, r, ce = CATALOGUE[mixer]
-        mixer_cfg.update(direct=d, recurrent=r, cache_efficient=ce)
-    config = {"task": task_cfg, "mixer": mixer_cfg,
-              "model": {"d_model": d_model, "num_heads": num_heads, "n_layers": num_layers},
+    mixer_cfg = dict(mixer_config or catalogue()[mixer])
+    model_cfg = {"d_model": d_model, "num_heads": num_heads, "n_layers": num_layers,
+                 **(model or {})}
+    config = {"task": task_cfg, "mixer": mixer_cfg, "model": model_cfg,
               "trainer": {"max_steps": 10}, "seed": seed, "lr": lr}
     metrics = {} if status != "ok" else {
         "val_acc": val_acc, "test_acc": test_acc,
         "test_exact": test_exact if test_exact is not None else test_acc ** 4,
         "train_loss": 1.0 - val_acc,
     }
-    return {
-        "status": status, "error": error, "config": config,
-        "config_hash": f"{task_setting}-{mixer}-{seed}-{lr}",
-        "task": task, "task_setting": task_setting, "mixer": mixer, "seed": seed, "lr": lr,
-        "metrics": metrics, "num_params": num_params,
-        "theory": {"seq_len": seq_len}, "wall_time_s": 1.0, "steps": 10,
-        "versions": {"python": "3"}, **({"info_bits": info_bits} if info_bits else {}),
-    }
+    theory = {"seq_len": seq_len}
+    if mixer_config is None:
+        theory["state_size"] = _state_size(mixer, d_model, num_heads, seq_len)
+    return Result(
+        status=status, error=error, config=config,
+        config_hash=f"{task_setting}-{mixer}-{seed}-{lr}-{json.dumps([model_cfg, mixer_cfg])}",
+        task=task, task_setting=task_setting, mixer=mixer, seed=seed, lr=lr,
+        code_versions={"task": 1, "generator": 1, "op": 1}, metrics=metrics,
+        num_params=num_params, theory=theory, wall_time_s=1.0, steps=10,
+        versions={"python": "3"}, info_bits=info_bits,
+        **({"curve": curve} if curve is not None else {}),
+    ).to_dict()
+
+
+def _curve(final_acc: float, seed: int) -> dict:
+    steps = [50, 100, 150, 200]
+    accs = [final_acc * k / 4 for k in range(1, 5)]
+    return {"train": {"step": steps, "loss": [3.0 / k + 0.01 * seed for k in range(1, 5)]},
+            "val": {"step": steps, "acc": accs, "exact": [a ** 4 for a in accs],
+                    "loss": [2.0 / k for k in range(1, 5)]}}
 
 
 def write(root, record, name=None):
     name = name or record["config_hash"]
     path = root / name / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
+    path.write_text(json.dumps(record, allow_nan=False))
     return path
 
 
@@ -62,7 +80,8 @@ def synthetic_results(root, seeds=(0, 1, 2), lengths=(64, 128, 256), failed=2, b
                     t = float(np.clip(v + rng.normal(0, 0.01), 0, 1))
                     write(root, make_result(f"mqar-{n}", mixer, seed, lr, v, t, seq_len=n,
                                             num_params=50000 + 1000 * len(mixer),
-                                            task_params={"vocab_size": 64, "num_kv_pairs": 8}))
+                                            task_params={"vocab_size": 64, "num_kv_pairs": 8},
+                                            curve=_curve(v, seed)))
                     count += 1
         for seed in seeds:
             v = float(np.clip(base + 0.1 + rng.normal(0, 0.02), 0, 1))

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import statistics
 
 import pandas as pd
@@ -10,6 +11,8 @@ from analysis_helpers import make_result, write
 
 from analysis.leaderboard import build_leaderboard, main
 from analysis.results import NoResultsError, load_results, t_interval
+from analysis.theory import pattern_stats
+from mixers.registry import catalogue
 
 T_975_2DF = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
 T_975_3DF = 3.182446305284263
@@ -36,7 +39,9 @@ def grid(root):
     write(root, bad)
     write(root, make_result("mqar-64", "first_order", 2, 1e-3, 1.0, 1.0, status="failed",
                             error="RuntimeError: CUDA out of memory"))
-    write(root, make_result("mqar-64", "first_order", 3, 1e-3, 1.0, 1.0, status="skipped"))
+    old = make_result("mqar-64", "first_order", 3, 1e-3, 1.0, 1.0)
+    old["dim"] = 64  # a key of no schema: unreadable, not counted
+    write(root, old)
     return root
 
 
@@ -56,8 +61,8 @@ def test_lr_choice_mean_and_interval(tmp_path):
     flip = [0.70, 0.72, 0.74, 0.76]
     assert table.loc["attention", "flipflop-128 ±"] == pytest.approx(
         T_975_3DF * statistics.stdev(flip) / 2)
-    # failed runs excluded but counted, skipped ones ignored
-    assert table.attrs["failed"] == 2 and table.attrs["skipped"] == 1
+    # failed runs excluded but counted, a file of another layout unreadable
+    assert table.attrs["failed"] == 2 and table.attrs["unreadable"] == 1
 
 
 def test_ranks_means_and_order(tmp_path):
@@ -68,9 +73,9 @@ def test_ranks_means_and_order(tmp_path):
     fo_flip = statistics.mean(0.9 + t / 100 for t in [0.70, 0.72, 0.74, 0.76])
     assert table.loc["first_order", "mean"] == pytest.approx((0.40 + fo_flip) / 2)
     assert table.loc["attention", "mean"] == pytest.approx((0.89 + 0.73) / 2)
-    # tie on rank: the better mean goes first
+    # ordered by the mean over the common settings
     expect = sorted(table.index, key=lambda m: -table.loc[m, "mean"])
-    assert list(table.index) == expect
+    assert list(table.index) == expect and table.attrs["common"] == table.attrs["settings"]
     # settings ordered by task, then length; theory columns at the largest length
     assert table.attrs["settings"] == ["flipflop-128", "mqar-64"]
     assert table.attrs["theory_n"] == 128
@@ -108,7 +113,7 @@ def test_main_writes_every_output(tmp_path, capsys):
     assert "sortBy" in page and "http" not in page.replace("http-equiv", "")
     assert "2 failed" in page
     md = (out / "leaderboard.md").read_text()
-    assert "| attention |" in md and "0.890 ±" in md and "0.400 (n=1)" in md
+    assert re.search(r"\| attention +\|", md) and "0.890 ±" in md and "0.400 (n=1)" in md
     data = json.loads((out / "leaderboard.json").read_text())
     assert {r["mixer"] for r in data["rows"]} == {"attention", "first_order"}
     assert data["failed"] == 2
@@ -175,7 +180,7 @@ def test_t_interval():
     assert mean == 0.5 and math.isnan(half) and n == 1
 
 
-def test_loader_reads_the_runner_layout_and_a_flat_one(tmp_path):
+def test_loader_reads_the_schema_and_refuses_other_layouts(tmp_path):
     from analysis.results import task_of
 
     root = tmp_path / "r"
@@ -183,16 +188,93 @@ def test_loader_reads_the_runner_layout_and_a_flat_one(tmp_path):
                             task_params={"vocab_size": 64, "num_kv_pairs": 4}, info_bits=12.5))
     flat = make_result("mqar-128", "attention", 0, 1e-3, 0.5, 0.5)
     flat["config"]["task"] = {"name": "mqar", "seq_len": 128, "num_kv_pairs": 4}
-    flat["theory"] = {}
-    flat["task_setting"] = None
+    del flat["schema"]  # an older layout
     write(root, flat, name="flat")
-    runs = load_results(root).set_index("seq_len")
-    assert runs.loc[64, "num_layers"] == 3 and runs.loc[64, "d_model"] == 32
-    assert runs.loc[64, "info_bits"] == 12.5 and runs.loc[64, "lr"] == 1e-3
-    assert runs.loc[64, "task_config"] == {"name": "mqar", "seq_len": 64, "vocab_size": 64,
-                                          "num_kv_pairs": 4}
-    assert runs.loc[128, "task_config"] == {"name": "mqar", "seq_len": 128, "num_kv_pairs": 4}
-    assert runs.loc[128, "task_setting"] == "mqar-128"
-    pytest.importorskip("tasks")
-    task = task_of(runs.loc[64, "task_config"])
+    runs = load_results(root)
+    assert list(runs["status"]) == ["unreadable", "ok"]
+    assert "schema" in runs.loc[0, "error"]
+    run = runs.iloc[1]
+    assert run["num_layers"] == 3 and run["d_model"] == 32
+    assert run["info_bits"] == 12.5 and run["lr"] == 1e-3
+    assert run["task_config"] == {"name": "mqar", "seq_len": 64, "vocab_size": 64,
+                                  "num_kv_pairs": 4}
+    task = task_of(run["task_config"])
     assert (task.seq_len, task.num_kv_pairs, task.vocab_size) == (64, 4, 64)
+
+
+def test_two_configs_under_one_name_are_two_rows(tmp_path):
+    root = tmp_path / "r"
+    for seed in (0, 1):
+        for d, acc in ((16, 0.5), (64, 0.9)):
+            write(root, make_result("mqar-64", "attention", seed, 1e-3, acc, acc, d_model=d))
+        write(root, make_result("mqar-64", "pow2", seed, 1e-3, 0.7, 0.7))
+        # pow2's name with sq1's recurrence: not pow2, and not pooled with it
+        write(root, make_result("mqar-64", "pow2", seed, 1e-3, 0.6, 0.6,
+                                mixer_config={**catalogue()["pow2"], "recurrent": "sq1"}))
+    table = build_leaderboard(root)
+    assert set(table.index) == {"attention [model.d_model=16]", "attention [model.d_model=64]",
+                                "pow2 [mixer.recurrent=pow2]", "pow2 [mixer.recurrent=sq1]"}
+    assert (table["mqar-64 seeds"] == 2).all()
+    assert table.loc["attention [model.d_model=16]", "mqar-64"] == pytest.approx(0.5)
+    # theory from each row's own config: sq1's cache, not pow2's
+    sq1 = pattern_stats("sq1", 64)["cache"]
+    assert table.loc["pow2 [mixer.recurrent=sq1]", "cache"] == sq1
+    assert table.loc["pow2 [mixer.recurrent=pow2]", "cache"] == pattern_stats("pow2", 64)["cache"]
+    # --group-by model.d_model: one attention row, the width a column
+    by = build_leaderboard(root, group_by="model.d_model")
+    assert ("attention", 16) in by.index and ("attention", 64) in by.index
+    assert by.loc[("attention", 64), "mqar-64"] == pytest.approx(0.9)
+    assert main([str(root), "--group-by", "model.d_model", "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "accuracy_vs_model_d_model.png").exists()
+    md = (tmp_path / "o" / "leaderboard.md").read_text()
+    assert re.search(r"\| mixer +\| +model.d_model +\|", md), md
+
+
+def test_order_is_mean_accuracy_over_common_settings(tmp_path):
+    root = tmp_path / "r"
+    # attention solves both settings; chance_mixer is at chance but ranks first on flipflop
+    for seed in (0, 1):
+        write(root, make_result("mqar-64", "attention", seed, 1e-3, 0.99, 0.996))
+        write(root, make_result("mqar-64", "pow2", seed, 1e-3, 0.26, 0.26))
+        write(root, make_result("flipflop-64", "attention", seed, 1e-3, 0.8, 0.80,
+                                task="flipflop"))
+        write(root, make_result("flipflop-64", "pow2", seed, 1e-3, 0.85, 0.85,
+                                task="flipflop"))
+        # first_order has only one setting: marked, ranked on the common ones (none here)
+        write(root, make_result("mqar-64", "first_order", seed, 1e-3, 1.0, 1.0))
+    table = build_leaderboard(root)
+    assert table.attrs["common"] == ["mqar-64"]
+    assert list(table.index) == ["first_order", "attention", "pow2"]
+    assert not table.loc["first_order", "complete"] and table.loc["attention", "complete"]
+    table = build_leaderboard(root, mixers="attention,pow2")
+    assert table.attrs["common"] == ["flipflop-64", "mqar-64"]
+    assert list(table.index) == ["attention", "pow2"]  # 0.898 > 0.555, though ranks tie
+    assert table.loc["attention", "mean rank"] == table.loc["pow2", "mean rank"] == 1.5
+    assert main([str(root), "--no-plots", "--out", str(tmp_path / "o")]) == 0
+    md = (tmp_path / "o" / "leaderboard.md").read_text()
+    assert "first_order *" in md and "misses some task settings" in md
+
+
+def test_steps_to_accuracy_ranks_lower_first(tmp_path):
+    root = tmp_path / "r"
+    for seed, (fast, slow) in enumerate([(100, 300), (150, None)]):
+        a = make_result("mqar-64", "attention", seed, 1e-3, 0.99, 0.99)
+        a["metrics"]["steps_to_0.9"] = fast
+        b = make_result("mqar-64", "pow2", seed, 1e-3, 0.95, 0.95)
+        b["metrics"]["steps_to_0.9"] = slow  # None: seed 1 never got there
+        write(root, a)
+        write(root, b)
+    table = build_leaderboard(root, metric="steps_to_0.9")
+    assert list(table.index) == ["attention", "pow2"]
+    assert table.loc["attention", "mqar-64"] == 125 and math.isinf(table.loc["pow2", "mqar-64"])
+    assert main([str(root), "--metric", "steps_to_0.9", "--no-plots",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert "never (n=2)" in (tmp_path / "o" / "leaderboard.md").read_text()
+
+
+def test_page_names_no_absolute_path(tmp_path, monkeypatch):
+    root = grid(tmp_path / "r")
+    monkeypatch.chdir(tmp_path)
+    assert main([str(root), "--no-plots", "--out", str(tmp_path / "o")]) == 0
+    page = (tmp_path / "o" / "leaderboard.html").read_text()
+    assert str(tmp_path) not in page and "from r." in page

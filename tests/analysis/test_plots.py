@@ -8,7 +8,7 @@ from analysis_helpers import make_result, synthetic_results, write
 
 from analysis import plots
 from analysis.results import load_results, summarize
-from analysis.theory import CATALOGUE
+from analysis.stats import fit_exponent
 
 
 def bench_records(exponents, ns=(256, 512, 1024, 2048, 4096)):
@@ -26,11 +26,12 @@ def test_every_plot_from_a_synthetic_folder(tmp_path, capsys):
     bench = tmp_path / "bench.json"
     bench.write_text(json.dumps({"records": bench_records({"attention": 2.0, "pow2": 1.1}),
                                  "fits": {"attention": 2.0}}))
-    cells = summarize(load_results(root))
-    made = plots.make_plots(cells, tmp_path / "out", bench=bench)
+    runs = load_results(root)
+    cells = summarize(runs)
+    made = plots.make_plots(cells, tmp_path / "out", bench=bench, runs=runs)
     names = {p.stem for _, p in made}
     assert names == {"accuracy_vs_seq_len", "accuracy_vs_state", "accuracy_vs_hops",
-                     "accuracy_vs_congestion", "time_vs_n"}
+                     "accuracy_vs_congestion", "time_vs_n", "learning_curves"}
     for _, png in made:
         assert png.stat().st_size > 10_000
         assert png.with_suffix(".svg").exists()
@@ -39,44 +40,51 @@ def test_every_plot_from_a_synthetic_folder(tmp_path, capsys):
 def test_missing_data_is_skipped_with_a_note(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no bench_out/mixers.json from an earlier `make bench`
     root = tmp_path / "r"
-    for seed in (0, 1):  # one length only, no model sizes: no seq-len or state plot
+    for seed in (0, 1):  # one length only, no recorded state size: no seq-len or state plot
         rec = make_result("mqar-64", "attention", seed, 1e-3, 0.5, 0.5)
-        rec["config"]["model"] = {}
+        rec["theory"] = {"seq_len": 64}
         write(root, rec)
-    cells = summarize(load_results(root))
-    made = plots.make_plots(cells, tmp_path / "out")
+    runs = load_results(root)
+    cells = summarize(runs)
+    made = plots.make_plots(cells, tmp_path / "out", runs=runs)
     printed = capsys.readouterr().out
     assert "sequence length skipped" in printed
     assert "state size skipped" in printed
     assert "no benchmark JSON" in printed
+    assert "learning curves skipped" in printed
     assert {p.stem for _, p in made} == {"accuracy_vs_hops", "accuracy_vs_congestion"}
 
 
 def test_fit_exponent_uses_large_n_only():
     df = plots.load_bench_records(bench_records({"sq1": 1.5}))
     part = df[df["mixer"] == "sq1"]
-    assert plots.fit_exponent(part["n"], part["fwd_s"]) == pytest.approx(1.5)
+    fit = fit_exponent(part["n"], part["fwd_s"])
+    assert fit.exponent == pytest.approx(1.5) and fit.ns == [1024, 2048, 4096]
     # with every n the off-curve small lengths would bend it
-    assert plots.fit_exponent(part["n"], part["fwd_s"], n_min=1) < 1.3
-    assert np.isnan(plots.fit_exponent([1024], [1.0]))
+    assert fit_exponent(part["n"], part["fwd_s"], n_min=1).exponent < 1.3
+    assert np.isnan(fit_exponent([1024], [1.0]).exponent)
+    assert np.isnan(fit_exponent([1024, 2048], [1.0, None]).exponent)
 
 
-def test_bench_loader_is_tolerant(tmp_path, capsys):
+def test_bench_loader_reads_the_records_layout(tmp_path, capsys):
     path = tmp_path / "b.json"
-    path.write_text(json.dumps([{"mixer": "pow2", "n": 1024, "fwd_s": None},
-                                {"mixer": "pow2", "n": 2048, "fwd_s": 0.2, "fits": 1},
-                                {"n": "bad"}, "junk"]))
+    path.write_text(json.dumps({"records": [{"mixer": "pow2", "n": 1024, "fwd_s": None},
+                                            {"mixer": "pow2", "n": 2048, "fwd_s": 0.2},
+                                            {"n": "bad"}, "junk"]}))
     df = plots.load_bench(path)
     assert len(df) == 2 and set(df["backend"]) == {""}
+    path.write_text(json.dumps([{"mixer": "pow2", "n": 1024, "fwd_s": 0.1}]))  # not the layout
+    assert plots.plot_bench(path, tmp_path) is None
     assert plots.plot_bench(tmp_path / "missing.json", tmp_path) is None
-    assert "cannot read" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("cannot read") == 2
 
 
-def test_palette_is_fixed_and_distinct():
-    assert set(plots.PALETTE) == set(CATALOGUE)
-    assert len(set(plots.PALETTE.values())) == len(plots.PALETTE)
-    assert plots.color_of("pow2") == plots.PALETTE["pow2"]
-    assert plots.color_of("my_hybrid") == plots.color_of("my_hybrid")
+def test_colours_by_order():
+    colors = plots.colors_for(["b", "a", "b", "c"])
+    assert list(colors) == ["b", "a", "c"] and len(set(colors.values())) == 3
+    assert plots.colors_for(["z", "y"])["z"] == colors["b"]  # the first row's colour
+    many = plots.colors_for([f"m{i}" for i in range(25)])
+    assert len(set(many.values())) == 25
 
 
 def test_plots_main_exit_codes(tmp_path):
@@ -84,6 +92,6 @@ def test_plots_main_exit_codes(tmp_path):
     empty.mkdir()
     assert plots.main([str(empty)]) == 1
     bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps(bench_records({"attention": 2.0})))
+    bench.write_text(json.dumps({"records": bench_records({"attention": 2.0})}))
     assert plots.main([str(empty), "--bench", str(bench), "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "time_vs_n.png").exists()

@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 
 from analysis.theory import (
-    CATALOGUE,
     accuracy_ceiling,
     capacity_bound,
     hop_diameter_all_pairs,
     hop_distances,
     paths_to_last,
+    layer_theory,
+    main,
     pattern_stats,
     resolve_mixer,
     state_floats,
 )
 from mixers.patterns import make_pattern
+from mixers.registry import catalogue
 
 # ------------------------------------------------------------------------------ brute force
 
@@ -211,9 +213,32 @@ def test_resolve_accepts_config_mappings_and_patterns():
                           "direct": "full", "recurrent": "none"}).state_expanded
     p = make_pattern("pow2", cache_efficient=True)
     assert pattern_stats(p, 200)["cache"] == b["cache"]
-    assert set(CATALOGUE) >= {"attention", "sq1_cache", "linear_attention"}
+    assert set(catalogue()) >= {"attention", "sq1_cache", "linear_attention"}
     with pytest.raises(ValueError):
         resolve_mixer(3.5)
+
+
+def test_theory_from_the_recorded_config_not_the_name():
+    # a local_attention config with a wider window: its own cache, not window(16)'s
+    wide = {**catalogue()["local_attention"], "direct": "window(32)"}
+    assert layer_theory(wide, 256, 32, 2)["cache"] == 31
+    assert layer_theory(catalogue()["local_attention"], 256, 32, 2)["cache"] == 15
+    th = layer_theory({**catalogue()["pow2"], "name": "attention"}, 256, 32, 2)
+    assert th["hops"] == pattern_stats("pow2", 256)["hop_diameter"] > 1  # the name is ignored
+    la = layer_theory(catalogue()["linear_attention"], 256, 64, 4)
+    assert math.isnan(la["cache"]) and la["state floats"] == 4 * (16 * 16 + 16)
+    # a kind the registry does not know is an error, never attention's theory
+    with pytest.raises(ValueError, match="kind"):
+        layer_theory({"name": "attention", "kind": "mystery"}, 256, 32, 2)
+    with pytest.raises(ValueError, match="kind"):
+        pattern_stats({"name": "attention", "kind": "mystery"}, 256)
+
+
+def test_theory_table_enumerates_the_yaml_files(capsys):
+    assert main(["--n", "64"]) == 0
+    out = capsys.readouterr().out
+    for name in catalogue():
+        assert f"| {name} " in out
 
 
 # ------------------------------------------------------------------------------ state, capacity
