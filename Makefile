@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results/smoke
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench lint clean clean-results
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,5 +27,9 @@ bench: $(BIN)/python
 lint: $(BIN)/python
 	$(BIN)/ruff check .
 
+# clean keeps results/ (finished runs are expensive); clean-results removes them
 clean:
-	rm -rf $(VENV) results multirun outputs .pytest_cache
+	rm -rf $(VENV) multirun outputs .pytest_cache build dist *.egg-info
+
+clean-results:
+	rm -rf results

@@ -25,17 +25,23 @@ PROGRESS_FILE = "progress.txt"
 
 
 def sweep_size(config: DictConfig) -> int | None:
-    """The number of jobs of the multirun `config` (the basic sweeper's expansion)."""
+    """The number of jobs of the multirun `config`: the product of the lengths of its sweeps
+    (`hydra.sweeper.params`, then the command line, which wins for a key given in both), as the
+    basic sweeper expands them; None for a sweep it cannot count (a glob over a config group)."""
     try:
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         params = config.hydra.sweeper.get("params") or {}
         args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
-        overrides = OverridesParser.create().parse_overrides(args)
-        batches = BasicSweeper.split_arguments(overrides, None)
-        return sum(len(b) for b in batches)
-    except Exception:  # another sweeper, or a Hydra internal that moved: no count
+        sweeps = {}
+        for o in OverridesParser.create().parse_overrides(args):
+            sweeps[o.get_key_element()] = (len(list(o.sweep_iterator()))
+                                           if o.is_sweep_override() else 1)
+        n = 1
+        for count in sweeps.values():
+            n *= count
+        return n
+    except Exception:  # another sweeper, or a sweep this does not expand: no count
         return None
 
 

@@ -60,3 +60,18 @@ def test_single_run_failure_exit_code(cli, tiny, tmp_path, read_results):
     assert p.returncode == 1
     (r,) = read_results(tmp_path)
     assert r["status"] == "failed"
+
+
+def test_sweep_size_counts_without_hydra_internals():
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    import runners.progress
+    from runners.progress import sweep_size
+
+    cfg = OmegaConf.create({"hydra": {
+        "sweeper": {"params": {"task": "mqar,flipflop", "mixer": "a,b,c,d", "seed": "0"}},
+        "overrides": {"task": ["seed=0,1", "lr=range(1,4)", "model.d_model=16"]}}})
+    assert sweep_size(cfg) == 2 * 4 * 2 * 3  # the command line's seed=0,1 wins over seed: 0
+    assert "hydra._internal" not in inspect.getsource(runners.progress)
