@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import sys
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -90,6 +91,18 @@ def _grid(k: int, ncols: int = 3, size=(4.6, 3.6)):
     for ax in axes[k:]:
         ax.set_visible(False)
     return fig, axes[:k]
+
+
+@contextmanager
+def _setting_panels(data: pd.DataFrame):
+    """In the plots' style: a figure with a panel per task setting of `data` (in setting order),
+    and the triples (axes, setting, that setting's rows)."""
+    ax_style, ctx = _style()
+    with ax_style, ctx:
+        settings = setting_order(data)
+        fig, axes = _grid(len(settings))
+        yield fig, [(ax, s, data[data["task_setting"] == s].copy())
+                    for ax, s in zip(axes, settings)]
 
 
 def _legend(fig, mixers, extra=()) -> None:
@@ -250,13 +263,9 @@ def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int 
         _note("accuracy against state size skipped: no state size (theory.state_size) in "
               "the results")
         return None
-    settings = setting_order(data)
-    ax_style, ctx = _style()
     drew_bound = False
-    with ax_style, ctx:
-        fig, axes = _grid(len(settings))
-        for ax, setting in zip(axes, settings):
-            sub = data[data["task_setting"] == setting]
+    with _setting_panels(data) as (fig, panels):
+        for ax, setting, sub in panels:
             _points(ax, sub, "state")
             ax.set_xscale("log")
             lo, hi = sub["state"].min() / 3, sub["state"].max() * 3
@@ -317,12 +326,8 @@ def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
     if data.empty:
         _note(f"accuracy against {label} skipped: no mixer or seq_len the theory module knows")
         return None
-    settings = setting_order(data)
-    ax_style, ctx = _style()
-    with ax_style, ctx:
-        fig, axes = _grid(len(settings))
-        for ax, setting in zip(axes, settings):
-            sub = data[data["task_setting"] == setting].copy()
+    with _setting_panels(data) as (fig, panels):
+        for ax, setting, sub in panels:
             finite = sub.loc[np.isfinite(sub[column]), column]
             top = finite.max() if len(finite) else 1.0
             x_inf = max(2.0, top * 2.5) if column == "hops" else max(10.0, top * 5)
@@ -359,12 +364,8 @@ def plot_group_by(cells: pd.DataFrame, out: Path, metric: str, key: str):
     if data.empty or data["x"].nunique() < 2:
         _note(f"accuracy against {key} skipped: fewer than two numeric values of {key}")
         return None
-    settings = setting_order(data)
-    ax_style, ctx = _style()
-    with ax_style, ctx:
-        fig, axes = _grid(len(settings))
-        for ax, setting in zip(axes, settings):
-            sub = data[data["task_setting"] == setting]
+    with _setting_panels(data) as (fig, panels):
+        for ax, setting, sub in panels:
             for m in _ordered(sub["row"]):
                 part = sub[sub["row"] == m].sort_values("x")
                 x = part["x"].to_numpy(float)

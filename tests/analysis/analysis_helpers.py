@@ -2,7 +2,7 @@
 
 import json
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from mixers.registry import catalogue
 from runners.schema import Result
 
 
-@lru_cache(maxsize=None)
+@cache
 def _state_size(mixer: str, d_model: int, num_heads: int, n: int) -> int:
     return build_mixer(catalogue()[mixer], d_model, num_heads).state_size(n)
 
