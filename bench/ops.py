@@ -70,8 +70,9 @@ def build(cfg: dict):
 
     import mixers
 
-    torch.manual_seed(0)
-    return mixers.build_mixer(cfg, D_MODEL, HEADS)
+    with torch.random.fork_rng(devices=[]):  # leaves the caller's generator as it was
+        torch.manual_seed(0)
+        return mixers.build_mixer(cfg, D_MODEL, HEADS)
 
 
 def theory_exponent(layer, ns) -> float | None:
@@ -473,6 +474,12 @@ def main(argv=None) -> int:
         names = None if args.mixers is None else [
             m.strip() for m in args.mixers.split(",") if m.strip()]
         compare = [c.strip() for c in args.compare.split(",") if c.strip()]
+        import mixers
+
+        known = mixers.catalogue()
+        for m in (names or []) + [c.partition(":")[0] for c in compare]:
+            if m not in known:
+                p.error(f"unknown mixer {m!r}; known (conf/mixer/*.yaml): {', '.join(known)}")
         result = run_bench(names, args.max_n, args.quick, args.threads, args.min_run_time,
                            args.out, args.rounds, args.clock, compare)
         print(f"wrote {args.out} and {Path(args.out).parent / 'time_vs_n.png'} "

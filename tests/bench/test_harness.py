@@ -32,6 +32,7 @@ def test_time_calls_and_summary():
     s = H.summarize_times(runs)
     assert s["min_s"] <= s["s"] and s["runs"] == len(runs)
     assert H.summarize_times([]) == {"s": None, "min_s": None, "runs": 0}
+    assert all(t >= 0 for t in H.time_calls(lambda: None, min_run_time=0.01, clock="cpu"))
 
 
 def test_run_isolated_returns_results_and_errors():

@@ -94,3 +94,9 @@ def test_quick_run_writes_json_and_plot(tmp_path):
     assert result["targets"]["pow2_speedup_fwd@4096"]["met"] is None
     assert (tmp_path / "time_vs_n.png").stat().st_size > 0
     assert ops.main(["--from-json", str(out), "--markdown"]) == 0
+
+
+def test_the_command_line_rejects_an_unknown_mixer(capsys):
+    with pytest.raises(SystemExit):
+        ops.main(["--quick", "--mixers", "nope", "--out", "/nonexistent/x.json"])
+    assert "unknown mixer 'nope'" in capsys.readouterr().err
