@@ -112,12 +112,11 @@ def plan(names=None, ns=NS, compare=DEFAULT_COMPARE, log=print):
     for name in names:
         cfg = dict(cat[name], name=name)
         try:
-            layer = build(cfg)
-        except Exception as e:  # noqa: BLE001 - a mixer that cannot run here is reported
-            skipped[name] = f"{type(e).__name__}: {e}".splitlines()[0]
+            e = theory_exponent(build(cfg), [n for n in NS if n >= H.FIT_MIN_N])
+        except Exception as err:  # noqa: BLE001 - a mixer that cannot run here is reported
+            skipped[name] = f"{type(err).__name__}: {err}".splitlines()[0]
             log(f"skipped {name}: {skipped[name]}")
             continue
-        e = theory_exponent(layer, [n for n in NS if n >= H.FIT_MIN_N])
         top = QUADRATIC_MAX_N if e is not None and e >= QUADRATIC_EXPONENT else math.inf
         theory[name] = {"exponent": e, "bound": exponent_bound(e) if e is not None else None,
                         "max_n": None if top == math.inf else top}
