@@ -22,7 +22,7 @@ demo: $(BIN)/python
 
 bench: $(BIN)/python
 	$(BIN)/python -m tasks.bench
-	$(BIN)/python -m mixers.bench
+	$(BIN)/python -m bench.ops
 
 lint: $(BIN)/python
 	$(BIN)/ruff check .
