@@ -136,3 +136,15 @@ def test_config_errors_exit_2_without_traceback(cli, tmp_path, args, expect):
     assert "Traceback" not in p.stderr and expect in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) <= 2, p.stderr
     assert not list(tmp_path.glob("**/result.json"))
+
+
+def test_logger_choices(compose, tiny, tmp_path, read_results):
+    from runners.config import has_tensorboard
+
+    run(compose([*tiny, "trainer.max_steps=1", "trainer.logger=none", f"results_dir={tmp_path}"]))
+    r = _one(read_results, tmp_path)
+    assert r["log_dir"] is None and not (r["_path"].parent / "logs").exists()
+    assert r["curve"]["val"]["step"] == [1]  # the curve is kept without a logger
+    if not has_tensorboard():
+        with pytest.raises(ConfigError, match="trainer.logger: tensorboard needs"):
+            run(compose([*tiny, "trainer.logger=tensorboard", f"results_dir={tmp_path}"]))
