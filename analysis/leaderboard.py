@@ -493,7 +493,7 @@ def main(argv=None) -> int:
     ap.add_argument("--group-by", metavar="KEY", help="a config key (e.g. model.d_model) shown "
                     "as a column instead of splitting rows; adds the accuracy-against-KEY plot")
     ap.add_argument("--no-plots", action="store_true", help="skip the plots")
-    ap.add_argument("--bench", help="mixers.bench JSON for the time-against-n plot")
+    ap.add_argument("--bench", help="bench.ops JSON for the time-against-n plot")
     args = ap.parse_args(argv)
 
     try:

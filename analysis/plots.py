@@ -432,7 +432,8 @@ def plot_curves(cells: pd.DataFrame, runs: pd.DataFrame, out: Path):
                         continue
                     color = _STYLE.color(m)
                     ax.fill_between(g.index, g["min"], g["max"], color=color, alpha=0.18, lw=0)
-                    ax.plot(g.index, g["mean"], color=color, lw=1.4)
+                    ax.plot(g.index, g["mean"], color=color, lw=1.4, ms=3.5,  # a point per
+                            marker=_STYLE.marker(m) if part == "val_acc" else None)  # validation
                 if part == "val_acc":
                     ax.set_ylim(-0.03, 1.03)
                     ax.set_title(str(setting))
@@ -523,7 +524,7 @@ def plot_bench(bench, out: Path, n_min: int = 1024):
 
 
 def _find_bench(results_dir) -> Path | None:
-    """A *bench*.json at the top of results_dir, else mixers.bench's default output."""
+    """A *bench*.json at the top of results_dir, else bench.ops' default output."""
     found = sorted(Path(results_dir).glob("*bench*.json")) if results_dir is not None else []
     default = Path("bench_out") / "mixers.json"
     if not found and default.is_file():
@@ -571,7 +572,7 @@ def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=
     bench = bench or _find_bench(results_dir)
     if bench is None:
         _note("time against n skipped: no benchmark JSON (--bench PATH, from python -m "
-              "mixers.bench)")
+              "bench.ops)")
     else:
         path = plot_bench(bench, out)
         if path is not None:
