@@ -110,12 +110,15 @@ def validate(cfg: DictConfig):
     from tasks import make_task
 
     params = OmegaConf.to_container(cfg.task.params, resolve=True)
+    unknown = _unknown_params(cfg.task.name, params)
+    if unknown:
+        raise ConfigError(unknown)
     try:
         task = make_task(cfg.task.name, **params)
     except ValueError as e:
         raise ConfigError(f"task ({cfg.task.name}): {e}") from None
-    except TypeError as e:  # an unknown parameter, or one of the wrong kind of value
-        raise ConfigError(f"task.params: {e}{_suggest_param(cfg.task.name, params)}") from None
+    except TypeError as e:  # a parameter of the wrong kind of value
+        raise ConfigError(f"task.params: {e}") from None
     try:
         mixer_cfg = MixerConfig.from_mapping(OmegaConf.to_container(cfg.mixer, resolve=True))
     except (ValueError, TypeError) as e:
@@ -162,8 +165,10 @@ def _check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _suggest_param(task_name: str, params: dict) -> str:
-    """'; did you mean num_kv_pairs?' for a misspelled task parameter, else ''."""
+def _unknown_params(task_name: str, params: dict) -> str:
+    """'task.params.num_pair: no such parameter of mqar; did you mean task.params.num_kv_pairs?'
+    for each parameter the task does not take, joined by '; ' ('' when all are known, or when
+    the task itself is unknown: make_task names the known tasks)."""
     import dataclasses
     import difflib
 
@@ -177,6 +182,7 @@ def _suggest_param(task_name: str, params: dict) -> str:
     for key in params:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
-            hints.append(f"task.params.{key}: did you mean task.params.{close[0]}?" if close
-                         else f"task.params.{key}: known parameters: {', '.join(known)}")
-    return ("; " + "; ".join(hints)) if hints else ""
+            hints.append(f"task.params.{key}: no such parameter of {task_name}; "
+                         + (f"did you mean task.params.{close[0]}?" if close
+                            else f"known parameters: {', '.join(known)}"))
+    return "; ".join(hints)
