@@ -343,7 +343,17 @@ def make_loggers(kind: str, out: Path) -> list:
 def task_function(cfg: DictConfig) -> dict:
     """Hydra's task function: one job of a run or a grid. A plain module-level function, so
     that parallel launchers (joblib, submitit) pickle it by reference."""
-    return run(cfg)
+    try:
+        return run(cfg)
+    except ConfigError as e:
+        if _multirun():  # the launcher reports it; main() prints it and exits with 2
+            raise
+        _usage_error(str(e))  # before Hydra adds its own line about the failed job
+
+
+def _usage_error(message: str):
+    print(f"glmix-train: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 _hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(
@@ -366,8 +376,7 @@ def main() -> None:
         message = describe_config_error(e)
         if message is None:
             raise
-        print(f"glmix-train: error: {message}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        _usage_error(message)
     if _failed_single_run:
         sys.exit(1)
 

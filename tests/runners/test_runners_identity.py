@@ -134,7 +134,7 @@ def test_config_errors_exit_2_without_traceback(cli, tmp_path, args, expect):
     p = cli(*args, f"results_dir={tmp_path}", timeout=120)
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr and expect in p.stderr, p.stderr
-    assert len(p.stderr.strip().splitlines()) <= 2, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not list(tmp_path.glob("**/result.json"))
 
 
