@@ -18,9 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from tasks import split_seed
-
-IGNORE = -100
+from tasks import IGNORE_INDEX, split_seed
 
 
 # ----------------------------------------------------------------------------------- data
@@ -76,7 +74,7 @@ class ExactMatch(Metric):
         self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, preds, targets):
-        scored = targets != IGNORE
+        scored = targets != IGNORE_INDEX
         wrong = ((preds != targets) & scored).any(dim=1)
         has = scored.any(dim=1)
         self.correct += (has & ~wrong).sum()
@@ -97,9 +95,9 @@ class SliceAccuracy(Metric):
         self.add_state("total", torch.zeros(num_slices), dist_reduce_fx="sum")
 
     def update(self, preds, targets, masks):
-        right = ((preds == targets) & (targets != IGNORE)).unsqueeze(1)  # [B, 1, n]
+        right = ((preds == targets) & (targets != IGNORE_INDEX)).unsqueeze(1)  # [B, 1, n]
         self.correct += (right & masks).sum(dim=(0, 2)).float()
-        self.total += (masks & (targets != IGNORE).unsqueeze(1)).sum(dim=(0, 2)).float()
+        self.total += (masks & (targets != IGNORE_INDEX).unsqueeze(1)).sum(dim=(0, 2)).float()
 
     def compute(self):
         # a slice without examples in this split is NaN (absent), not 0 or 1
@@ -120,7 +118,7 @@ class LitModel(pl.LightningModule):
         self.slice_names = {s: list(slice_names.get(s, [])) for s in ("val", "test")}
         self.metrics = torch.nn.ModuleDict({
             split: torch.nn.ModuleDict({
-                "acc": MulticlassAccuracy(num_classes=vocab_size, ignore_index=IGNORE,
+                "acc": MulticlassAccuracy(num_classes=vocab_size, ignore_index=IGNORE_INDEX,
                                           average="micro"),
                 "exact": ExactMatch(),
                 "slices": SliceAccuracy(len(self.slice_names[split])),
@@ -133,10 +131,10 @@ class LitModel(pl.LightningModule):
         return self.model(tokens)
 
     def loss(self, logits, targets):
-        if not (targets != IGNORE).any():  # nothing scored in this batch: a zero loss
+        if not (targets != IGNORE_INDEX).any():  # nothing scored in this batch: a zero loss
             return logits.sum() * 0.0
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                               targets.reshape(-1), ignore_index=IGNORE)
+                               targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
     def training_step(self, batch, batch_idx):
         inputs, targets, _ = batch
@@ -157,7 +155,7 @@ class LitModel(pl.LightningModule):
         m["acc"].update(preds, targets)
         m["exact"].update(preds, targets)
         m["slices"].update(preds, targets, masks)
-        n = (targets != IGNORE).sum()
+        n = (targets != IGNORE_INDEX).sum()
         self._loss_sum = getattr(self, "_loss_sum", 0.0) + loss.item() * n.item()
         self._loss_n = getattr(self, "_loss_n", 0) + n.item()
 

@@ -46,6 +46,7 @@ class Copy(Task):
 
     name = "copy"
     version = 1
+    TEST_PARAMS = {"copy_len": 16}
     SEP = 0
 
     def __post_init__(self) -> None:
@@ -83,6 +84,7 @@ class SelectiveCopy(Task):
 
     name = "selective_copy"
     version = 1
+    TEST_PARAMS = {"prefix_len": 48, "num_tokens": 8}
     NOISE = 0
     SEP = 1
 
