@@ -9,12 +9,25 @@ import json
 from .base import GENERATOR_VERSION, Task, check_int
 from .copy import Copy, SelectiveCopy
 from .flipflop import FlipFlop
+from .memorization import Memorization
 from .mqar import MQAR
 from .multihop import MultiHop
+from .recall import FuzzyRecall, NoisyRecall
 from .state_tracking import StateTracking
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (MQAR, Copy, SelectiveCopy, MultiHop, FlipFlop, StateTracking)
+    cls.name: cls
+    for cls in (
+        MQAR,
+        Copy,
+        SelectiveCopy,
+        MultiHop,
+        FlipFlop,
+        StateTracking,
+        NoisyRecall,
+        FuzzyRecall,
+        Memorization,
+    )
 }
 
 SPLITS = ("train", "val", "test")
