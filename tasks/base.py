@@ -25,7 +25,7 @@ IGNORE_INDEX = -100
 GENERATOR_VERSION = 2
 """Bumped whenever a change to any generator changes the tensors it makes for some (config, seed).
 Each task class also has its own `version`; both go into `content_hash`. (2: `sample_distinct`
-draws k > 64 distinct values by per-entry redraws instead of Floyd's quadratic algorithm.)"""
+draws k > 64 distinct values from n >= 2 k by per-entry redraws, in time linear in k.)"""
 
 MAX_SIZE = 2**31 - 1
 """The largest value of any integer size field (vocab_size, seq_len, counts): larger values are
@@ -223,12 +223,13 @@ def sample_distinct(rng: np.random.Generator, rows: int, k: int, low: int, high:
 
     Vectorized over rows, by one of four exact methods chosen from (k, n = high - low) alone:
     when k (k - 1) <= n, i.i.d. draws with the rows that hold a repeat drawn again (at most about
-    half of the rows repeat, so few rounds); else when k^2 <= 16 n and k <= 64, Floyd's
-    algorithm (k draws, O(rows k^2)) then a random shuffle; else when k^2 <= 16 n, i.i.d. draws
-    with each entry that repeats an earlier entry of its row drawn again (O(rows k log k) per
-    round; uniform over ordered k-subsets, since the procedure commutes with any relabelling of
-    the n values); else the k smallest of n i.i.d. uniform scores, in increasing order of score
-    (O(rows n), with n < k^2 / 16).
+    half of the rows repeat, so few rounds); else, for k <= 64: Floyd's algorithm when
+    k^2 <= 16 n (k draws, O(rows k^2)) then a random shuffle, or, when k^2 > 16 n, the k smallest
+    of n i.i.d. uniform scores, in increasing order of score (O(rows n)); for k > 64: the same
+    dense method when n < 2 k (O(rows k)), else i.i.d. draws with each entry that repeats an
+    earlier entry of its row drawn again (O(rows k log k) per round, a repeat has probability
+    <= 1/2). Each method is uniform over ordered k-subsets: it commutes with any relabelling of
+    the n values, and relabellings act transitively on ordered k-subsets.
     """
     n = high - low
     if not 0 <= k <= n:
@@ -242,7 +243,7 @@ def sample_distinct(rng: np.random.Generator, rows: int, k: int, low: int, high:
             s = np.sort(out[todo], axis=1)
             todo = todo[(s[:, 1:] == s[:, :-1]).any(axis=1)]
             out[todo] = rng.integers(0, n, size=(todo.size, k), dtype=np.int64)
-    elif k * k <= 16 * n and k <= 64:
+    elif k <= 64 and k * k <= 16 * n:
         out = np.empty((rows, k), dtype=np.int64)
         for i, j in enumerate(range(n - k, n)):
             t = rng.integers(0, j + 1, size=rows, dtype=np.int64)
@@ -250,15 +251,15 @@ def sample_distinct(rng: np.random.Generator, rows: int, k: int, low: int, high:
             out[:, i] = np.where(dup, j, t)
         perm = np.argsort(rng.random((rows, k)), axis=1)
         out = np.take_along_axis(out, perm, axis=1)
-    elif k * k <= 16 * n:
+    elif k > 64 and n >= 2 * k:
         out = rng.integers(0, n, size=(rows, k), dtype=np.int64)
-        while True:
-            order = np.argsort(out, axis=1, kind="stable")  # equal values: earlier entry first
-            s = np.take_along_axis(out, order, axis=1)
+        todo = np.arange(rows)
+        while todo.size:
+            order = np.argsort(out[todo], axis=1, kind="stable")  # ties: earlier entry first
+            s = np.take_along_axis(out[todo], order, axis=1)
             r, c = np.nonzero(s[:, 1:] == s[:, :-1])
-            if r.size == 0:
-                break
-            out[r, order[r, c + 1]] = rng.integers(0, n, size=r.size, dtype=np.int64)
+            out[todo[r], order[r, c + 1]] = rng.integers(0, n, size=r.size, dtype=np.int64)
+            todo = todo[np.unique(r)]
     else:
         score = rng.random((rows, n))
         out = np.argpartition(score, k - 1, axis=1)[:, :k] if k < n else np.argsort(score, axis=1)
