@@ -11,6 +11,7 @@ from .base import GENERATOR_VERSION, IGNORE_INDEX, Task, TaskData
 from .copy import Copy, SelectiveCopy
 from .flipflop import FlipFlop
 from .memorization import Memorization
+from .mixture import TaskMixture, make_mixture
 from .mqar import MQAR
 from .multihop import MultiHop
 from .recall import FuzzyRecall, NoisyRecall
@@ -33,7 +34,9 @@ __all__ = [
     "StateTracking",
     "Task",
     "TaskData",
+    "TaskMixture",
     "content_hash",
+    "make_mixture",
     "make_task",
     "split_seed",
 ]

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import math
 import numbers
+import os
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -33,7 +34,8 @@ rejected at construction, so that no index arithmetic in int64 can overflow."""
 
 MAX_BYTES = 8 * 2**30
 """Default limit (8 GiB) on the estimated memory of one `generate` call; `generate(...,
-max_bytes=...)` raises or lowers it. See `Task.estimated_bytes`."""
+max_bytes=...)` or the environment variable GLMIX_MAX_BYTES (bytes) raises or lowers it. See
+`Task.estimated_bytes`."""
 
 
 @dataclasses.dataclass
@@ -138,15 +140,17 @@ class Task(ABC):
 
     def check_memory(self, num_examples: int, max_bytes: int | None = None) -> None:
         """ValueError naming num_examples and seq_len when the estimate exceeds the limit."""
-        limit = MAX_BYTES if max_bytes is None else max_bytes
+        limit = max_bytes
+        if limit is None:
+            limit = int(os.environ.get("GLMIX_MAX_BYTES", MAX_BYTES))
         check_int("max_bytes", limit, minimum=1, maximum=None)
         need = self.estimated_bytes(num_examples)
         if need > limit:
             raise ValueError(
                 f"num_examples={num_examples} x seq_len={self.seq_len} of task {self.name!r} "
                 f"needs about {need / 2**30:.3g} GiB, over the limit max_bytes={limit} "
-                f"({limit / 2**30:.3g} GiB): generate fewer or shorter examples, or pass "
-                "max_bytes to raise the limit"
+                f"({limit / 2**30:.3g} GiB): generate fewer or shorter examples, or raise the "
+                "limit (generate's max_bytes, or the environment variable GLMIX_MAX_BYTES)"
             )
 
     def config(self) -> dict:
