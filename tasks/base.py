@@ -140,10 +140,7 @@ class Task(ABC):
 
     def check_memory(self, num_examples: int, max_bytes: int | None = None) -> None:
         """ValueError naming num_examples and seq_len when the estimate exceeds the limit."""
-        limit = max_bytes
-        if limit is None:
-            limit = int(os.environ.get("GLMIX_MAX_BYTES", MAX_BYTES))
-        check_int("max_bytes", limit, minimum=1, maximum=None)
+        limit = memory_limit(max_bytes)
         need = self.estimated_bytes(num_examples)
         if need > limit:
             raise ValueError(
@@ -163,6 +160,15 @@ class Task(ABC):
 
 
 # ---------------------------------------------------------------- validation helpers
+
+
+def memory_limit(max_bytes: int | None = None) -> int:
+    """The limit of the memory guard: `max_bytes`, else $GLMIX_MAX_BYTES, else MAX_BYTES."""
+    limit = max_bytes
+    if limit is None:
+        limit = int(os.environ.get("GLMIX_MAX_BYTES", MAX_BYTES))
+    check_int("max_bytes", limit, minimum=1, maximum=None)
+    return limit
 
 
 def check_int(field: str, value, minimum: int | None = None, maximum: int | None = MAX_SIZE):

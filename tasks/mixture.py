@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from .base import IGNORE_INDEX, TaskData, check_int
+from .base import IGNORE_INDEX, TaskData, check_int, memory_limit
 from .registry import make_task
 
 LABEL = re.compile(r"[A-Za-z0-9_.=+-]+")
@@ -65,20 +65,35 @@ class TaskMixture:
     def _rng(seed: int, i: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(i,)))
 
-    def check_memory(self, num_examples: int, max_bytes: int | None = None, test: bool = False):
-        """The guard of `Task.check_memory`, for each setting's share (or, test=True, for
-        num_examples of each test setting)."""
+    def estimated_bytes(self, num_examples: int, test: bool = False) -> int:
+        """Estimated peak memory of `generate(num_examples)`: the settings' shares and the padded
+        copy (or, test=True, of `generate_test`: every test setting at num_examples)."""
         if test:
-            for task in self.test.values():
-                task.check_memory(num_examples, max_bytes)
-            return
-        if num_examples < len(self.train):
+            return sum(t.estimated_bytes(num_examples) for t in self.test.values())
+        tasks = list(self.train.values())
+        parts = sum(t.estimated_bytes(n) for t, n in
+                    zip(tasks, self.shares(num_examples, len(tasks))))
+        slices = sum(t.num_slices() for t in tasks)
+        return parts + num_examples * self.train_seq_len * (16 + slices)
+
+    def check_memory(self, num_examples: int, max_bytes: int | None = None, test: bool = False):
+        """The guard of `Task.check_memory` for `generate` (test=True: `generate_test`)."""
+        if not test and num_examples < len(self.train):
             raise ValueError(
                 f"num_examples={num_examples} is fewer than the {len(self.train)} training "
                 "settings: each needs at least one example"
             )
-        for task, n in zip(self.train.values(), self.shares(num_examples, len(self.train))):
-            task.check_memory(n, max_bytes)
+        limit = memory_limit(max_bytes)
+        need = self.estimated_bytes(num_examples, test)
+        if need > limit:
+            kind = "test settings" if test else "training settings"
+            lengths = [t.seq_len for t in (self.test if test else self.train).values()]
+            raise ValueError(
+                f"num_examples={num_examples} of the {kind} of task {self.name!r} (seq_len "
+                f"{lengths}) need about {need / 2**30:.3g} GiB, over the limit max_bytes={limit} "
+                f"({limit / 2**30:.3g} GiB): generate fewer or shorter examples, or raise the "
+                "limit (max_bytes, or the environment variable GLMIX_MAX_BYTES)"
+            )
 
     def generate(self, num_examples: int, seed: int, max_bytes: int | None = None) -> TaskData:
         """The training mixture: equal shares of every training setting, padded to
