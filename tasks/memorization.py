@@ -59,6 +59,11 @@ class Memorization(Task):
         return 0.0
 
     @property
+    def chance(self) -> float:
+        """Chance accuracy per scored token: one of the H values (read by analysis)."""
+        return 1.0 / self.num_keys
+
+    @property
     def map_bits(self) -> float:
         """Bits of the map itself (log2 H!), which the weights must hold."""
         return log2_falling_factorial(self.num_keys, self.num_keys)

@@ -115,6 +115,11 @@ class _Recall(Task):
         # the value of every key presented so far (any of them can repeat), in expectation
         return self.expected_distinct_keys * log2_falling_factorial(self.half, self.value_len)
 
+    @property
+    def chance(self) -> float:
+        """Chance accuracy per scored token: one of the H value tokens (read by analysis)."""
+        return 1.0 / self.half
+
     def buckets(self) -> list[tuple[str, int, int]]:
         # from the previous occurrence of the key to the repeat: 1 .. N-1 slots
         s = self.slot_len
