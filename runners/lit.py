@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from tasks import IGNORE_INDEX, split_seed
+from tasks import IGNORE_INDEX, TaskMixture, split_seed
 
 
 # ----------------------------------------------------------------------------------- data
@@ -41,7 +41,7 @@ class TaskDataModule(pl.LightningDataModule):
     @property
     def test_labels(self) -> list[str]:
         """The labels of the test settings ([] for a plain task)."""
-        return list(getattr(self.task, "test", {}) or {})
+        return list(self.task.test) if isinstance(self.task, TaskMixture) else []
 
     def setup(self, stage: str | None = None) -> None:
         for split, n in self.sizes.items():
