@@ -147,7 +147,7 @@ def build_task(tc: DictConfig):
     test = OmegaConf.to_container(tc.test_settings, resolve=True) if tc.test_settings else {}
     try:
         if train or test:
-            task = make_mixture(tc.name, params, train or {str(tc.setting or tc.name): {}}, test)
+            task = make_mixture(tc.name, params, train or {str(tc.name): {}}, test)
         else:
             task = make_task(tc.name, **params)
     except ValueError as e:

@@ -43,3 +43,13 @@ def test_bad_setting_is_named(compose, tiny, tmp_path):
     bad = "+task.test_settings={short: {seq_len: 4, num_kv_pairs: 2}}"
     with pytest.raises(ValueError, match="test_settings.short.*seq_len"):
         run(compose([*tiny, bad, f"results_dir={tmp_path}"]))
+
+
+def test_one_test_setting_without_a_training_mixture(compose, tiny, tmp_path, read_results):
+    # train on params alone (seq_len 16), test on one longer setting: a single test loader
+    longer = "+task.test_settings={n32-kv2: {seq_len: 32}}"
+    assert run(compose([*tiny, longer, f"results_dir={tmp_path}"]))["status"] == "ok"
+    (r,) = read_results(tmp_path)
+    m = r["metrics"]
+    assert m["test_acc"] == m["test_acc@n32-kv2"] and m["test_exact"] == m["test_exact@n32-kv2"]
+    assert r["theory"]["seq_len"] == 32
