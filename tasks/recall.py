@@ -138,31 +138,35 @@ class _Recall(Task):
             noise[rows[:, 0], rng.integers(0, m - 1, size=n)] = False
             ids = np.where(noise, -1 - np.arange(m - 1), ids)  # a noise slot matches nothing
 
-        # first occurrences among slots 0 .. m-2, then the probe: one of them, uniformly
-        order = np.argsort(ids, axis=1, kind="stable")
-        sid = np.take_along_axis(ids, order, axis=1)
-        first = np.ones((n, m - 1), dtype=bool)
-        np.put_along_axis(first, order[:, 1:], sid[:, 1:] != sid[:, :-1], axis=1)
-        score = np.where(first & ~noise, rng.random((n, m - 1)), -1.0)
-        probe = score.argmax(axis=1)[:, None]
-        keys = np.concatenate([keys, keys[rows, probe]], axis=1)  # [n, m, kl]
-        ids = np.concatenate([ids, ids[rows, probe]], axis=1)
-        noise = np.concatenate([noise, np.zeros((n, 1), dtype=bool)], axis=1)
-
-        # runs of equal keys: every slot takes the value of its run's first slot, and a slot
-        # that is not first is a repeat, at a distance from the previous slot of its run
-        order = np.argsort(ids, axis=1, kind="stable")
-        sid = np.take_along_axis(ids, order, axis=1)
-        new = np.ones((n, m), dtype=bool)
-        new[:, 1:] = sid[:, 1:] != sid[:, :-1]
+        # runs of equal keys among slots 0 .. m-2 (one sort): each slot takes the value of its
+        # run's first slot; a slot that is not first is a repeat of the previous slot of its run
         col = np.arange(m)
-        start = np.maximum.accumulate(np.where(new, col, 0), axis=1)
-        first_slot = np.empty_like(order)
+        order = np.argsort(ids, axis=1, kind="stable")
+        sid = np.take_along_axis(ids, order, axis=1)
+        new = np.ones((n, m - 1), dtype=bool)
+        new[:, 1:] = sid[:, 1:] != sid[:, :-1]
+        start = np.maximum.accumulate(np.where(new, col[:-1], 0), axis=1)
+        first_slot = np.empty((n, m), dtype=np.int64)
         np.put_along_axis(first_slot, order, np.take_along_axis(order, start, axis=1), axis=1)
-        prev_slot = np.empty_like(order)
+        prev_slot = np.empty((n, m), dtype=np.int64)
         np.put_along_axis(prev_slot, order[:, 1:], order[:, :-1], axis=1)
+
+        # the probe (slot m-1) repeats a first occurrence chosen uniformly; its previous slot
+        # is the last slot of that key's run
+        score = np.where((first_slot[:, :-1] == col[:-1]) & ~noise, rng.random((n, m - 1)), -1.0)
+        probe = score.argmax(axis=1)[:, None]
+        is_end = np.ones((n, m - 1), dtype=bool)
+        is_end[:, :-1] = new[:, 1:]
+        end = np.minimum.accumulate(np.where(is_end, col[:-1], m)[:, ::-1], axis=1)[:, ::-1]
+        where = np.empty_like(order)  # the sorted position of each slot
+        np.put_along_axis(where, order, col[None, :-1], axis=1)
+        probe_end = np.take_along_axis(end, np.take_along_axis(where, probe, axis=1), axis=1)
+        first_slot[:, -1:] = probe
+        prev_slot[:, -1:] = np.take_along_axis(order, probe_end, axis=1)
         repeat = first_slot != col
-        vals = np.concatenate([vals, vals[:, :1]], axis=1)[rows, first_slot]  # [n, m, vl]
+        keys = np.concatenate([keys, np.take_along_axis(keys, probe[:, :, None], axis=1)], axis=1)
+        vals = np.take_along_axis(vals, first_slot[:, :, None], axis=1)  # [n, m, vl]
+        noise = np.concatenate([noise, np.zeros((n, 1), dtype=bool)], axis=1)
 
         inputs = np.concatenate([keys, vals], axis=2)  # [n, m, s]
         if self.frac_noise > 0:
