@@ -21,7 +21,7 @@ demo: $(BIN)/python
 	$(BIN)/python -m runners.demo results_dir=$(abspath $(RESULTS))
 
 bench: $(BIN)/python
-	$(BIN)/python -m tasks.bench
+	$(BIN)/python -m bench.tasks
 	$(BIN)/python -m bench.ops
 
 lint: $(BIN)/python

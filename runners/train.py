@@ -288,6 +288,8 @@ def _train(cfg: DictConfig, task, out: Path) -> dict:
     for key, v in test.items():
         if key.startswith("test_slice_acc/"):
             metrics[key[len("test_"):]] = v
+        elif "@" in key:  # per test setting: test_acc@<label>, ... (docs/tasks.md)
+            metrics[key] = v
     losses = lit.recent_losses
     metrics["train_loss"] = sum(losses) / len(losses) if losses else None
     device = (torch.cuda.get_device_name() if t.accelerator in ("gpu", "cuda", "auto")
