@@ -85,7 +85,8 @@ class Grid:
         return rc, self.output()
 
     def output(self) -> str:
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         return self.log.read_text(errors="replace")
 
     def kill(self) -> None:

@@ -47,7 +47,8 @@ def test_grid_writes_four_results_and_the_rerun_skips_them(grid, tmp_path, read_
     for r in rs:
         stdout, stderr = Path(r["job"]["stdout"]), Path(r["job"]["stderr"])
         assert stdout.is_file() and stderr.is_file()
-        assert r["config_hash"][:8] in stdout.read_text()  # the job's own progress line
+        line = f"{r['mixer']} lr=0.001 seed={r['seed']}: ok  test_acc="
+        assert line in stdout.read_text()  # the job's own progress line
     lines = _run_lines(out)
     assert len(lines) == 4 and all(": ok  test_acc=" in line for line in lines), out
     # the sacct warnings are replaced by one line
