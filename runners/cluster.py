@@ -32,6 +32,7 @@ import socket
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -111,8 +112,11 @@ class RunLock:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    f.close()
-                    raise
+                    f.close()  # a file system without locks (Lustre without `flock`)
+                    warnings.warn(f"no lock on {self.path} ({e}): two processes could "
+                                  "train this run at once", RuntimeWarning, stacklevel=2)
+                    done = finished() if finished is not None else None
+                    return None if done is None else str(done)
                 f.seek(0)
                 holder = f.read().strip() or "another process"
                 f.close()

@@ -5,6 +5,7 @@ The same behaviour on a real Slurm cluster: tests/slurm/ (`make test-slurm`).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -37,6 +38,15 @@ def test_lock_rechecks_for_a_result_once_taken(tmp_path):
     assert lock.acquire(lambda: "elsewhere/result.json") == "elsewhere/result.json"
     assert not (tmp_path / "run" / ".lock").exists()  # released again
     assert cluster.RunLock(tmp_path / "run").acquire() is None
+
+
+def test_no_locks_on_this_file_system_warns_and_runs(tmp_path, monkeypatch):
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(cluster.fcntl, "flock", no_flock)
+    with pytest.warns(RuntimeWarning, match="no lock on"):
+        assert cluster.RunLock(tmp_path / "run").acquire() is None
 
 
 def test_lock_of_a_killed_process_is_free(tmp_path):

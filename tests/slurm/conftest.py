@@ -8,7 +8,6 @@ In the ordinary `make test` this folder collects nothing: CI runs `make test`, t
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -25,8 +24,8 @@ if os.environ.get(ENV) != "1":
     collect_ignore_glob = ["test_*.py"]
 
 
-def _load_cluster_module():
-    spec = importlib.util.spec_from_file_location("glmix_test_cluster", HERE / "cluster.py")
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(f"glmix_slurm_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -47,7 +46,7 @@ SLURM = [
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
-    m = _load_cluster_module()
+    m = _load("cluster", HERE / "cluster.py")
     reason = m.missing()
     if reason:
         pytest.skip(f"no Slurm test cluster: {reason}")
@@ -109,15 +108,7 @@ def grid(cluster):
         g.kill()
 
 
-def _results(root) -> list[dict]:
-    out = []
-    for path in sorted(Path(root).glob("**/result.json")):
-        r = json.loads(path.read_text())
-        r["_path"] = path
-        out.append(r)
-    return out
-
-
 @pytest.fixture
 def read_results():
-    return _results
+    """The result files under a folder, each with its `_path` (tests/runners/conftest.py)."""
+    return _load("runners_conftest", REPO / "tests" / "runners" / "conftest.py")._results
