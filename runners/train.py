@@ -150,7 +150,8 @@ def quiet_lightning() -> None:
                  "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*number of training batches.*",
-                    ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*Tensor Cores.*"):
+                    ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*Tensor Cores.*",
+                    ".*`srun` command is available.*"):  # a login node of a Slurm cluster
         warnings.filterwarnings("ignore", message=pattern)
 
 
