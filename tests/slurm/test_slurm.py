@@ -24,6 +24,10 @@ def _wait_for(what, timeout, grid=None, every=0.5):
     raise AssertionError(f"nothing after {timeout} s" + (f":\n{grid.output()}" if grid else ""))
 
 
+def _state(cluster, job_id: str) -> str | None:
+    return {j["id"]: j["state"] for j in cluster.jobs()}.get(job_id)
+
+
 def _run_lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if re.match(r"\[\d+/\d+\] ", line)]
 
@@ -75,7 +79,7 @@ def test_cancelled_job_leaves_no_result_and_the_rerun_finishes_it(cluster, grid,
     rc, out = g.wait(300)
     # the launcher ends, reporting the job that produced nothing
     assert rc != 0 and "CANCELLED" in out, out
-    assert [j["state"] for j in cluster.jobs() if j["id"] == job["id"]] == ["CANCELLED"]
+    assert _state(cluster, job["id"]) == "CANCELLED"
     assert read_results(res) == []
     assert not list(res.glob("**/*.tmp")) and not list(res.glob("**/.result.*"))
 
@@ -86,13 +90,15 @@ def test_cancelled_job_leaves_no_result_and_the_rerun_finishes_it(cluster, grid,
     assert not list(res.glob("**/.lock"))  # released after the result was written
 
 
-def test_time_limit_is_a_failed_result_with_the_reason_and_the_grid_goes_on(grid, tmp_path,
+def test_time_limit_is_a_failed_result_with_the_reason_and_the_grid_goes_on(cluster, grid,
+                                                                              tmp_path,
                                                                               read_results):
     res = tmp_path / "results"
-    # the second run cannot finish in 3 minutes; submitit asks Slurm for USR2 100 s before
-    # the limit (so 80 to 110 s after the start: time for a slow start on a busy machine)
+    # the second run cannot finish in 2 minutes. submitit asks Slurm for USR2 30 s before the
+    # limit, which Slurm sends 30 to 60 s before it (it looks every 30 s): 60 to 90 s after the
+    # start, time enough for a slow start on a busy machine
     rc, out = grid(res, "mixer=first_order", "trainer.max_steps=5,10000000",
-                   "hydra.launcher.timeout_min=3", "hydra.launcher.signal_delay_s=100").wait(480)
+                   "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30").wait(480)
     assert rc == 0, out  # both jobs ended normally: the grid went on
     rs = {r["config"]["trainer"]["max_steps"]: r for r in read_results(res)}
     assert set(rs) == {5, 10000000}, out
@@ -100,8 +106,12 @@ def test_time_limit_is_a_failed_result_with_the_reason_and_the_grid_goes_on(grid
     late = rs[10000000]
     assert late["status"] == "failed", late["error"]
     assert "TimeLimitReached: time limit: Slurm job" in late["error"]
-    assert "of 3 min" in late["error"] and late["job"]["job_id"] in late["error"]
+    assert "of 2 min" in late["error"] and late["job"]["job_id"] in late["error"]
     assert Path(late["job"]["stdout"]).is_file()
+    # the job itself ends normally (its result reached the launcher a moment before)
+    job_id = late["job"]["job_id"]
+    _wait_for(lambda: _state(cluster, job_id) not in ("RUNNING", "COMPLETING"), 60)
+    assert _state(cluster, job_id) == "COMPLETED"
     assert any("FAILED (runners.cluster.TimeLimitReached: time limit" in line
                for line in _run_lines(out)), out
 
