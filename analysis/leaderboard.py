@@ -99,15 +99,20 @@ def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None, mixers=
     wide = cells.pivot_table(index=index, columns="task_setting", values="mean",
                              aggfunc="first", dropna=False)
     wide = wide.reindex(columns=settings)
-    keyed = cells.set_index([*index, "task_setting"])
     table = pd.DataFrame(index=wide.index)
     table["mixer"] = cells.groupby(index)["mixer"].first().reindex(table.index)
+    sub_cells = per_setting_cells(chosen, metric, group_by)
+    shown = []
     for s in settings:
-        sub = keyed.xs(s, level="task_setting")
-        table[s] = wide[s]
-        table[f"{s} ±"] = sub["ci95"].reindex(table.index)
-        table[f"{s} seeds"] = sub["seeds"].reindex(table.index)
-        table[f"{s} lr"] = sub["lr"].reindex(table.index)
+        subs = [c for c in dict.fromkeys(sub_cells.get("task_setting", [])) if
+                c.startswith(s + "@")]
+        for column, source in [(s, cells)] + [(c, sub_cells) for c in subs]:
+            sub = source[source["task_setting"] == column].set_index(index)
+            table[column] = sub["mean"].reindex(table.index)
+            table[f"{column} ±"] = sub["ci95"].reindex(table.index)
+            table[f"{column} seeds"] = sub["seeds"].reindex(table.index)
+            table[f"{column} lr"] = sub["lr"].reindex(table.index)
+            shown.append(column)
     means = wide[settings]
     common = [s for s in settings if means[s].notna().all()]
     better = higher_is_better(metric)
@@ -135,14 +140,38 @@ def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None, mixers=
         for _, r in failed.iterrows()
     ]
     table.attrs.update(
-        cells=cells, runs=chosen, settings=settings, common=common, metric=metric,
-        select_on=SELECT_ON,
+        cells=cells, runs=chosen, settings=shown, ranked_settings=settings,
+        setting_cells=sub_cells, common=common, metric=metric, select_on=SELECT_ON,
         group_by=group_by, higher_is_better=better,
         theory_n=None if not np.isfinite(theory_n) else int(theory_n),
         failures=[(s, m, e[0] if e else "") for s, m, e in failures],
         duplicates=runs.attrs.get("duplicates", 0), results_dir=str(results_dir), **counts,
     )
     return table
+
+
+def per_setting_cells(runs: pd.DataFrame, metric: str, group_by: str | None = None
+                      ) -> pd.DataFrame:
+    """Cells of the per-setting test metrics of Zoology's protocol (docs/tasks.md): for every
+    `<metric>@<label>` column, a pseudo task setting `<task_setting>@<label>` summarised like
+    the others (the learning rate is chosen on the run's own validation accuracy, so it is the
+    one of `<task_setting>`). Shown beside `<task_setting>`, not ranked (the same runs). Labels
+    keep the order of the result files (the config's test order)."""
+    frames = []
+    for col in [c for c in runs.columns if isinstance(c, str) and c.startswith(metric + "@")]:
+        sub = runs[runs[col].notna()].copy()
+        if not sub.empty:
+            sub["task_setting"] = sub["task_setting"] + col[len(metric):]
+            sub[metric] = sub[col]
+            frames.append(sub)
+    if not frames:
+        return pd.DataFrame(columns=["task_setting", "row", "mixer", "mean", "ci95", "seeds",
+                                     "lr", *([group_by] if group_by else [])])
+    cells = summarize(pd.concat(frames, ignore_index=True), metric=metric, select_on=SELECT_ON,
+                      group_by=group_by)
+    order = {name: i for i, name in enumerate(dict.fromkeys(
+        ts for f in frames for ts in f["task_setting"]))}
+    return cells.sort_values("task_setting", key=lambda c: c.map(order), kind="stable")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,10 +272,11 @@ def _notes(table: pd.DataFrame) -> list[str]:
         f"{a['select_on']} over seeds; mean ± half-width of the 95% Student t interval over "
         f"seeds (t quantile from scipy.stats.t, n-1 degrees of freedom; one seed: mean only).",
         f"Order: by `mean`, the mean of the metric over the {len(common)} task setting(s) every "
-        f"row has" + (f" ({', '.join(common)})" if common and len(common) < len(a["settings"])
-                      else "") + "; `mean rank` (rank 1 = best within a setting) over the same "
-        "settings beside it. A row is one mixer config; runs that differ only in seed and "
-        "learning rate are pooled (docs/analysis.md).",
+        f"row has" + (f" ({', '.join(common)})"
+                      if common and len(common) < len(a.get("ranked_settings", common)) else "")
+        + "; `mean rank` (rank 1 = best within a setting) over the same settings beside it. "
+        "A row is one mixer config; runs that differ only in seed and learning rate are pooled "
+        "(docs/analysis.md).",
     ]
     if not table["complete"].all():
         notes.append("* misses some task settings: not ranked on fewer settings, see `tasks`.")

@@ -121,6 +121,7 @@ class Result:
     early_stopped: bool = False
     hardware: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)  # python, torch, ..., git commit (not hashed)
+    job: dict = field(default_factory=dict)  # launcher, host, pid, Slurm job id and output files
     log_dir: str | None = None  # the Lightning logger's folder, relative to the result's
     checkpoint: str | None = None  # relative to the result's folder (save_checkpoint=true)
     schema: int = SCHEMA

@@ -36,6 +36,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mixers.registry import CONF_DIR  # conf/ in a checkout, runners/conf in an installed wheel
+from runners import cluster
 from runners.config import ConfigError, validate
 from runners.machine import versions
 from runners.progress import ENV_SIZE, print_progress
@@ -170,7 +171,8 @@ def quiet_lightning() -> None:
                  "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*number of training batches.*",
-                    ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*Tensor Cores.*"):
+                    ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*Tensor Cores.*",
+                    ".*`srun` command is available.*"):  # a login node of a Slurm cluster
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -199,10 +201,16 @@ def run(cfg: DictConfig) -> dict:
         task_setting=setting, mixer=str(cfg.mixer.name), seed=int(cfg.seed), lr=float(cfg.lr),
         code_versions=code, theory={"seq_len": int(task.seq_len)},
         info_bits=_finite_or_none(float(task.info_bits)), versions=versions(),
+        job=cluster.job_info(),
     )
     summary = {"task_setting": setting, "mixer": result.mixer, "seed": result.seed,
                "lr": result.lr, "result_path": str((out / "result.json").resolve())}
     finished = None if cfg.force else find_finished(cfg.results_dir, h, out)
+    lock = cluster.RunLock(out)  # one process per run; another one skips it (runners.cluster)
+    if finished is None:
+        # with force, a finished result does not count, but a run in progress elsewhere does
+        finished = lock.acquire(lambda: None if cfg.force else
+                                find_finished(cfg.results_dir, h, out))
     if finished is not None:
         skipped = {**summary, "status": "skipped", "skipped_because": str(finished),
                    "metrics": {}}
@@ -212,10 +220,11 @@ def run(cfg: DictConfig) -> dict:
     try:
         if cfg.debug.fail:
             raise RuntimeError("debug.fail=true: this run was asked to fail")
-        _import_training_stack()  # not timed: the first run of a worker process pays for it
-        t0 = time.time()
-        for key, value in _train(cfg, task, out).items():
-            setattr(result, key, value)
+        with cluster.time_limit():  # a Slurm job's time limit: a failed result (the reason)
+            _import_training_stack()  # not timed: the first run of a worker process pays for it
+            t0 = time.time()
+            for key, value in _train(cfg, task, out).items():
+                setattr(result, key, value)
         result.status = "ok"
     except Exception:  # recorded, and the grid goes on
         result.status = "failed"
@@ -225,6 +234,7 @@ def run(cfg: DictConfig) -> dict:
     result.wall_time_s = round(time.time() - t0, 3)
     record = result.to_dict()
     write_json_atomic(out / "result.json", record)
+    lock.release()
     print_progress(k, record, sweep_dir)
     if not _multirun():
         print(f"result: {summary['result_path']}", flush=True)
@@ -293,6 +303,8 @@ def _train(cfg: DictConfig, task, out: Path) -> dict:
     for key, v in test.items():
         if key.startswith("test_slice_acc/"):
             metrics[key[len("test_"):]] = v
+        elif "@" in key:  # per test setting: test_acc@<label>, ... (docs/tasks.md)
+            metrics[key] = v
     losses = lit.recent_losses
     metrics["train_loss"] = sum(losses) / len(losses) if losses else None
     curve = lit.curve
