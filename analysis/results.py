@@ -202,7 +202,9 @@ def add_experiment_labels(ok: pd.DataFrame, group_by: str | None = None) -> pd.D
     becomes a column of its own (its value per run)."""
     ok = ok.copy()
     rows = ok["_row_id"]
-    cols = ok["_col_id"]
+    # a column is its label too: the per-setting columns of one run (`S@label`) share a config
+    cols = pd.Series([{**d, "task_setting": ts}
+                      for d, ts in zip(ok["_col_id"], ok["task_setting"])], index=ok.index)
     if group_by:
         values = ok["config"].map(lambda c: flatten(c).get(group_by, np.nan))
         if values.isna().all():

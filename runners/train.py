@@ -52,8 +52,18 @@ def code_versions(task) -> dict:
     from mixers.ops import OP_VERSION
     from tasks.base import GENERATOR_VERSION
 
-    return {"task": int(task.version), "generator": int(GENERATOR_VERSION),
+    return {"task": _task_version(task), "generator": int(GENERATOR_VERSION),
             "op": int(OP_VERSION)}
+
+
+def _task_version(task):
+    """The task class's `version`; for a tasks.TaskMixture, its tasks' (one number when they
+    agree, else the sorted list)."""
+    if getattr(task, "version", None) is not None:
+        return int(task.version)
+    parts = {**getattr(task, "train", {}), **getattr(task, "test", {})}
+    found = sorted({int(t.version) for t in parts.values()})
+    return found[0] if len(found) == 1 else found
 
 
 def task_setting(cfg: DictConfig, task) -> str:
