@@ -31,7 +31,7 @@ import contextlib
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from unittest import mock
 
 import torch
@@ -174,6 +174,20 @@ def _recurrent_simple_gla(q, k, v, g=None, g_gamma=None, scale=None, initial_sta
     return o, _state_out(state, state_v_first)
 
 
+def _log_linear_attn(q, k, v, g, level_scales, initial_state=None, output_final_state=False,
+                     cu_seqlens=None, scale=1.0):
+    """chunk_log_linear_attn -> fla.ops.log_linear_attn.naive (the materialised form). fla ships
+    no recurrent reference, so no state goes in, and none comes out (the layer asks for one even
+    when it does not cache; glmix's CPU forward discards it): no decoding on CPU."""
+    from fla.ops.log_linear_attn.naive import naive_log_linear_attn
+    _refuse("log_linear_attn", cu_seqlens=cu_seqlens)
+    if initial_state is not None:
+        raise NotImplementedError(
+            "fla adapter: log-linear attention has no recurrent reference in fla 0.6.0, so no "
+            "step() on CPU (docs/mixers.md); on a GPU fla's kernels decode")
+    return naive_log_linear_attn(q, k, v, g, level_scales, scale=scale), None
+
+
 def _rms_norm(x, weight, bias, residual=None, eps=1e-5, prenorm=False, residual_in_fp32=False):
     from fla.modules.norm.layernorm import rms_norm_ref
     return rms_norm_ref(x, weight, bias, residual=residual, eps=eps, prenorm=prenorm)
@@ -254,9 +268,11 @@ def _rotary_embedding(x, cos, sin, interleaved=False, inplace=False, seqlen_offs
 
 # -- the baselines ----------------------------------------------------------------------------
 
-_NORMS = {
+# the modules fla's layers share (norms, short convolution): swapped for every baseline
+_SHARED_CPU_OPS = {
     "fla.modules.norm.fused_norm_gate": {"rms_norm_gated": _rms_norm_gated},
     "fla.modules.norm.layernorm": {"rms_norm": _rms_norm},
+    "fla.modules.norm.layernorm_gated": {"rmsnorm_fn": _rmsnorm_fn},
     "fla.modules.causal_conv1d.ops": {"causal_conv1d": _causal_conv1d,
                                       "causal_conv1d_update": _causal_conv1d_update},
 }
@@ -277,6 +293,14 @@ class Baseline:
     # readout 2, write 2, plus 1 for a decay, 2 more for the delta rule's read-before-write
     flops_per_entry: int
     reference: str  # the fla reference functions the CPU path runs (docs)
+    # attributes of the layer instance patched on CPU (Triton callables it keeps as attributes)
+    cpu_attrs: dict = field(default_factory=dict)
+    # (layer, x) -> y on CPU when the layer's forward itself refuses a CPU device
+    cpu_forward: Callable | None = None
+    # matrix states kept per head to decode token n (1 for a plain recurrence)
+    levels: Callable[[int], int] = lambda n: 1
+    # longest sequence the CPU reference is allowed (memory), None = no limit
+    cpu_max_n: int | None = None
 
 
 BASELINES: dict[str, Baseline] = {
@@ -315,10 +339,11 @@ BASELINES: dict[str, Baseline] = {
         # fla requires num_heads * head_dim = expand * hidden_size
         dims=lambda d, h, p: {"hidden_size": d, "num_heads": h,
                               "head_dim": int(p.get("expand", 2) * d) // h},
-        cpu_ops={"fla.modules.norm.layernorm_gated": {"rmsnorm_fn": _rmsnorm_fn}},
+        cpu_ops={},  # the layer's own PyTorch path; only its norm and SiLU are swapped
         state=lambda m: (m.num_heads, m.ssm_state_size, m.head_dim),
         flops_per_entry=5,
         reference="fla.layers.mamba2.Mamba2.torch_forward (the layer's own PyTorch SSD path)",
+        cpu_attrs={"act": F.silu},  # the layer keeps fla's Triton SiLU as an attribute
     ),
     "retnet": Baseline(
         layer="fla.layers.multiscale_retention:MultiScaleRetention",
@@ -342,6 +367,27 @@ BASELINES: dict[str, Baseline] = {
         state=lambda m: (m.num_heads, m.head_f_dim, m.head_i_dim),
         flops_per_entry=5,
         reference="fla.ops.gla.naive.naive_recurrent_gla (HGRN-2 is GLA with k = 1 - f)",
+    ),
+    "log_linear_attention": Baseline(
+        layer="fla.layers.log_linear_mamba2:LogLinearMamba2",
+        dims=lambda d, h, p: {"hidden_size": d, "num_heads": h,
+                              "head_dim": int(p.get("expand", 2) * d) // h},
+        cpu_ops={"fla.layers.log_linear_mamba2": {"chunk_log_linear_attn": _log_linear_attn,
+                                                  "rmsnorm_fn": _rmsnorm_fn}},
+        state=lambda m: (m.num_heads, m.ssm_state_size, m.head_dim),
+        # one Mamba-2 state per Fenwick level, ceil(log2 n) + 1 of them (the levels fla's
+        # reference sums over)
+        levels=lambda n: math.ceil(math.log2(n)) + 1 if n > 1 else 1,
+        # the reference materialises [B, H, n, n] per level, kept for backward: about 4 GB at
+        # n = 1024, 4x that at 2048
+        cpu_max_n=1024,
+        flops_per_entry=5,
+        reference="fla.ops.log_linear_attn.naive.naive_log_linear_attn (materialised, O(n^2))",
+        # its forward raises on a CPU device; its one forward method is `cuda_kernels_forward`,
+        # whose training branch only adds activation checkpointing (the recomputation in
+        # backward would run outside the swap), hence training=False
+        cpu_attrs={"causal_conv1d_fn": _causal_conv1d, "training": False},
+        cpu_forward=lambda m, x: m.cuda_kernels_forward(x, None, False, None)[0],
     ),
 }
 
@@ -370,18 +416,28 @@ class FLAMixer(nn.Module):
         """fla's layer with its Triton-backed callables swapped for their PyTorch references."""
         import importlib
         with contextlib.ExitStack() as stack:
-            for module, names in {**_NORMS, **self.baseline.cpu_ops}.items():
-                mod = importlib.import_module(module)
-                for attr, fn in names.items():
-                    stack.enter_context(mock.patch.object(mod, attr, fn))
-            if hasattr(self.layer, "act"):  # Mamba-2 keeps fla's Triton SiLU as an attribute
-                stack.enter_context(mock.patch.object(self.layer, "act", F.silu))
+            for table in (_SHARED_CPU_OPS, self.baseline.cpu_ops):
+                for module, names in table.items():
+                    mod = importlib.import_module(module)
+                    for attr, fn in names.items():
+                        stack.enter_context(mock.patch.object(mod, attr, fn))
+            for attr, value in self.baseline.cpu_attrs.items():
+                stack.enter_context(mock.patch.object(self.layer, attr, value))
             yield
 
     def _run(self, x, **kwargs):
         if x.is_cuda:
             return self.layer(x, **kwargs)[0]
+        cap = self.baseline.cpu_max_n
+        if cap is not None and x.shape[1] > cap:
+            raise ValueError(f"fla adapter: {self.name} on CPU runs fla's materialised reference, "
+                             f"refused above n = {cap} (memory); got n = {x.shape[1]}. Use a GPU.")
         with self._cpu():
+            if self.baseline.cpu_forward is not None:
+                if kwargs:
+                    raise NotImplementedError(
+                        f"fla adapter: {self.name} has no decoding on CPU (docs/mixers.md)")
+                return self.baseline.cpu_forward(self.layer, x)
             return self.layer(x, **kwargs)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -398,13 +454,14 @@ class FLAMixer(nn.Module):
 
     # -- theory (mixers.registry) ------------------------------------------------------------
     def cache_size(self, n: int) -> int:
-        return 1  # one matrix state per head, whatever n
+        """Matrix states per head: one, whatever n (log-linear attention: O(log n))."""
+        return self.baseline.levels(n)
 
     def state_size(self, n: int) -> int:
-        """Floats of the recurrent state: heads x key dim x value dim (short-conv windows
-        excluded)."""
+        """Floats of the recurrent state: states x heads x key dim x value dim (short-conv
+        windows excluded)."""
         h, dk, dv = self.baseline.state(self.layer)
-        return h * dk * dv
+        return self.cache_size(n) * h * dk * dv
 
     def flops_per_token(self, n: int) -> int:
         return self.baseline.flops_per_entry * self.state_size(n)

@@ -19,7 +19,9 @@ import torch
 from mixers import build_mixer, catalogue
 from mixers import fla_adapter as fa
 
-BASELINES = ["gla", "deltanet", "gated_deltanet", "mamba2", "retnet", "hgrn2"]
+BASELINES = ["gla", "deltanet", "gated_deltanet", "mamba2", "retnet", "hgrn2",
+             "log_linear_attention"]
+NO_CPU_STEP = {"log_linear_attention"}  # fla ships no recurrent reference for it
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 
 
@@ -125,9 +127,36 @@ def test_mamba2_torch_path_is_independent_of_its_chunking():
     _agree(m16, m64, [x])
 
 
+def test_log_linear_attention_with_equal_level_weights_is_mamba2_ssd():
+    """Log-linear attention weights the Fenwick levels of the Mamba-2 mask; with every level
+    weight 1 the levels tile the causal triangle and it is the SSD (simple GLA) again. fla's two
+    references, materialised log-linear against chunked simple GLA, gradients included."""
+    from fla.ops.simple_gla.naive import naive_chunk_simple_gla
+    b, n, h, d = 1, 40, 2, 4
+    q, k, v, a = _inputs((b, n, h, d), (b, n, h, d), (b, n, h, d), (b, n, h))
+    ones = torch.ones(b, n, h, 8)
+
+    def log_linear(q, k, v, a):
+        return fa._log_linear_attn(q, k, v, torch.nn.functional.logsigmoid(a), ones)[0]
+
+    def ssd(q, k, v, a):
+        g = torch.nn.functional.logsigmoid(a)
+        return naive_chunk_simple_gla(q, k, v, g, chunk_size=16, scale=1.0)[0]
+
+    _agree(log_linear, ssd, [q, k, v, a])
+
+
+def test_log_linear_attention_refuses_long_cpu_inputs_and_decoding():
+    mixer = build_mixer(catalogue()["log_linear_attention"], d_model=16, num_heads=2)
+    with pytest.raises(ValueError, match="refused above n = 1024"):
+        mixer(torch.randn(1, 1025, 16))
+    with pytest.raises(NotImplementedError, match="no decoding on CPU"):
+        mixer.step(torch.randn(1, 16))
+
+
 # -- each baseline as a layer -------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize("name", sorted(set(BASELINES) - NO_CPU_STEP))
 def test_step_decodes_like_the_forward(name):
     """Forward at n = 66 (> 64: fla's layers run their chunk mode there) against n calls of
     `step`, which run fla's recurrent mode with its own cache (state and conv windows)."""
@@ -166,10 +195,14 @@ def test_theory_comes_from_the_config():
     # Mamba-2: heads x d_state x head_dim, head_dim = expand * d_model / heads
     mamba = build_mixer(catalogue()["mamba2"], d_model=64, num_heads=2)
     assert mamba.state_size(100) == 2 * 64 * 64
-    for name in BASELINES:
+    for name in set(BASELINES) - {"log_linear_attention"}:
         m = build_mixer(catalogue()[name], d_model=16, num_heads=2)
         assert m.state_expanded and m.patterns is None and m.cache_size(1000) == 1
         assert m.state_size(10) == m.state_size(1000) > 0  # a constant-size state
+    # log-linear attention: ceil(log2 n) + 1 Mamba-2 states
+    loglin = build_mixer(catalogue()["log_linear_attention"], d_model=64, num_heads=2)
+    assert [loglin.cache_size(n) for n in (1, 2, 3, 1024, 1025)] == [1, 2, 3, 11, 12]
+    assert loglin.state_size(1024) == 11 * mamba.state_size(1024)
 
 
 @pytest.mark.parametrize("params, match", [
