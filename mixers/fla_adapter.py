@@ -1,8 +1,10 @@
 """`kind: fla`: the field's baselines through flash-linear-attention (docs/design.md 1.5).
 
-GLA, DeltaNet, Gated DeltaNet, Mamba-2, RetNet and HGRN-2 are fla's own layer classes
+GLA, DeltaNet, Gated DeltaNet, Mamba-2, RetNet, HGRN-2 and log-linear attention (on Mamba-2) are
+fla's own layer classes
 (`fla.layers.*`), built with glmix's `d_model` / `num_heads` and the layer's knobs from
-`mixer.params` (conf/mixer/<name>.yaml). glmix never copies fla's code.
+`mixer.params` (conf/mixer/<name>.yaml). glmix never copies fla's code. What runs where, and how
+it is tested: docs/mixers.md.
 
     GPU  the layer's forward as fla ships it: its Triton kernels (Mamba-2: mamba-ssm's kernels
          when installed, else the layer's own PyTorch path).
@@ -15,11 +17,14 @@ GLA, DeltaNet, Gated DeltaNet, Mamba-2, RetNet and HGRN-2 are fla's own layer cl
 Swapping names in the modules the layer's forward reads them from (`unittest.mock.patch`) keeps
 the layer's structure (projections, gates, output norm, its mode switches) fla's, instead of a
 second copy of each forward that could drift from it. fla's Triton kernels do not run on a CPU,
-not even under TRITON_INTERPRET=1 (the autotuner asks for a GPU), hence the references.
+not even under TRITON_INTERPRET=1 (the autotuner asks for a GPU), hence the references. The swap
+is process-wide while a CPU forward runs: one such forward at a time per process (as in
+training; GPU forwards never swap anything).
 
 Decoding: `step(x_t, cache)` runs the layer on one token with fla's own cache object
 (`fla.models.utils.Cache`), i.e. fla's recurrent mode; on CPU the recurrent reference functions
-carry the state. Every baseline here has one.
+carry the state. Every baseline has one, except log-linear attention on CPU (fla ships no
+recurrent reference for it).
 
 `import fla` (which pulls `transformers` and takes seconds) happens in the builder, so glmix pays
 for it only when a `kind: fla` mixer is built.
@@ -397,8 +402,12 @@ _OWNED = {"hidden_size", "num_heads", "layer_idx", "d_model"}
 
 def _import(path: str):
     import importlib
+    import warnings
     module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+    with warnings.catch_warnings():
+        # fla warns at import on a machine without a GPU; the CPU path does not use Triton
+        warnings.filterwarnings("ignore", message="Triton is not supported on current platform")
+        return getattr(importlib.import_module(module), name)
 
 
 class FLAMixer(nn.Module):
