@@ -304,7 +304,7 @@ class Baseline:
     cpu_forward: Callable | None = None
     # matrix states kept per head to decode token n (1 for a plain recurrence)
     levels: Callable[[int], int] = lambda n: 1
-    # longest sequence the CPU reference is allowed (memory), None = no limit
+    # longest sequence the CPU path is allowed (memory), None = no limit
     cpu_max_n: int | None = None
 
 
@@ -349,6 +349,9 @@ BASELINES: dict[str, Baseline] = {
         flops_per_entry=5,
         reference="fla.layers.mamba2.Mamba2.torch_forward (the layer's own PyTorch SSD path)",
         cpu_attrs={"act": F.silu},  # the layer keeps fla's Triton SiLU as an attribute
+        # its PyTorch SSD broadcasts the inter-chunk decay over all chunk pairs, kept for
+        # backward: about 0.7 GB at n = 4096 (d_model 128, 4 heads), some 10 GB at 16384
+        cpu_max_n=8192,
     ),
     "retnet": Baseline(
         layer="fla.layers.multiscale_retention:MultiScaleRetention",
@@ -439,8 +442,8 @@ class FLAMixer(nn.Module):
             return self.layer(x, **kwargs)[0]
         cap = self.baseline.cpu_max_n
         if cap is not None and x.shape[1] > cap:
-            raise ValueError(f"fla adapter: {self.name} on CPU runs fla's materialised reference, "
-                             f"refused above n = {cap} (memory); got n = {x.shape[1]}. Use a GPU.")
+            raise ValueError(f"fla adapter: {self.name}'s CPU path is refused above n = {cap} "
+                             f"(memory, docs/mixers.md); got n = {x.shape[1]}. Use a GPU.")
         with self._cpu():
             if self.baseline.cpu_forward is not None:
                 if kwargs:
