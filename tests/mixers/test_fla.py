@@ -10,6 +10,7 @@ one training step (in tests/runners/test_runners_model.py, which runs every conf
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -185,6 +186,26 @@ def test_forward_is_causal_and_trains(name):
     grads = {n: p.grad for n, p in mixer.named_parameters()}
     assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), name
     assert x.grad.abs().sum() > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA for fla's Triton kernels")
+@pytest.mark.parametrize("name", BASELINES)
+def test_cpu_path_matches_fla_kernels_on_a_gpu(name):
+    """Where a GPU is present: the same weights through fla's kernels (CUDA) and through the
+    CPU references, outputs and gradients. Tolerances allow for the kernels' TF32 matmuls."""
+    torch.manual_seed(0)
+    cpu = build_mixer(catalogue()[name], d_model=64, num_heads=4)
+    gpu = copy.deepcopy(cpu).cuda()
+    x = torch.randn(2, 128, 64, requires_grad=True)
+    xg = x.detach().cuda().requires_grad_()
+    y, yg = cpu(x), gpu(xg)
+    torch.testing.assert_close(yg.cpu(), y, atol=5e-3, rtol=5e-3)
+    w = torch.randn_like(y)
+    (y * w).sum().backward()
+    (yg * w.cuda()).sum().backward()
+    torch.testing.assert_close(xg.grad.cpu(), x.grad, atol=1e-2, rtol=1e-2)
+    for (n, p), pg in zip(cpu.named_parameters(), gpu.parameters()):
+        torch.testing.assert_close(pg.grad.cpu(), p.grad, atol=1e-2, rtol=1e-2, msg=n)
 
 
 def test_theory_comes_from_the_config():
