@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results/smoke
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test test-slurm demo bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,12 +17,18 @@ setup: $(BIN)/python
 test: $(BIN)/python
 	$(BIN)/python -m pytest -n 2 -q
 
+# the tests of tests/slurm/ against a one-node Slurm cluster that they start and stop (root;
+# installs slurm-wlm and munge with apt-get when missing; otherwise says why it skips, exit 0)
+test-slurm: $(BIN)/python
+	@sh tests/slurm/install.sh; rc=$$?; [ $$rc -eq 3 ] && exit 0; [ $$rc -eq 0 ] || exit $$rc; \
+	GLMIX_SLURM_TESTS=1 $(BIN)/python -m pytest tests/slurm -p no:xdist -p no:cacheprovider -q
+
 demo: $(BIN)/python
 	$(BIN)/python -m runners.demo results_dir=$(abspath $(RESULTS))
 
 bench: $(BIN)/python
-	$(BIN)/python -m tasks.bench
-	$(BIN)/python -m mixers.bench
+	$(BIN)/python -m bench.tasks
+	$(BIN)/python -m bench.ops
 
 lint: $(BIN)/python
 	$(BIN)/ruff check .

@@ -99,12 +99,18 @@ def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None,
     settings = setting_order(cells)
     wide = cells.pivot(index="mixer", columns="task_setting", values="mean")
     table = pd.DataFrame(index=wide.index)
+    sub_cells = per_setting_cells(chosen, metric)
+    shown = []
     for s in settings:
-        sub = cells[cells["task_setting"] == s].set_index("mixer")
-        table[s] = wide[s]
-        table[f"{s} ±"] = sub["ci95"].reindex(table.index)
-        table[f"{s} seeds"] = sub["seeds"].reindex(table.index)
-        table[f"{s} lr"] = sub["lr"].reindex(table.index)
+        subs = [c for c in dict.fromkeys(sub_cells.get("task_setting", [])) if
+                c.startswith(s + "@")]
+        for column, source in [(s, cells)] + [(c, sub_cells) for c in subs]:
+            sub = source[source["task_setting"] == column].set_index("mixer")
+            table[column] = sub["mean"].reindex(table.index)
+            table[f"{column} ±"] = sub["ci95"].reindex(table.index)
+            table[f"{column} seeds"] = sub["seeds"].reindex(table.index)
+            table[f"{column} lr"] = sub["lr"].reindex(table.index)
+            shown.append(column)
     means = wide[settings]
     table["mean"] = means.mean(axis=1, skipna=True)
     table["mean rank"] = means.rank(axis=0, ascending=False, method="average").mean(axis=1)
@@ -123,12 +129,34 @@ def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None,
         for _, r in failed.iterrows()
     ]
     table.attrs.update(
-        cells=cells, settings=settings, metric=metric, select_on=SELECT_ON,
+        cells=cells, settings=shown, ranked_settings=settings, setting_cells=sub_cells,
+        metric=metric, select_on=SELECT_ON,
         theory_n=None if not np.isfinite(theory_n) else int(theory_n),
         failures=[(s, m, e[0] if e else "") for s, m, e in failures],
         duplicates=runs.attrs.get("duplicates", 0), results_dir=str(results_dir), **counts,
     )
     return table
+
+
+def per_setting_cells(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Cells of the per-setting test metrics of Zoology's protocol (docs/tasks.md): for every
+    `<metric>@<label>` column, a pseudo task setting `<task_setting>@<label>` summarised like
+    the others (the learning rate is chosen on the run's own validation accuracy, so it is the
+    one of `<task_setting>`). Shown beside `<task_setting>`, not ranked (the same runs). Labels
+    keep the order of the result files (the config's test order)."""
+    frames = []
+    for col in [c for c in runs.columns if isinstance(c, str) and c.startswith(metric + "@")]:
+        sub = runs[runs[col].notna()].copy()
+        if not sub.empty:
+            sub["task_setting"] = sub["task_setting"] + col[len(metric):]
+            sub[metric] = sub[col]
+            frames.append(sub)
+    if not frames:
+        return pd.DataFrame(columns=["task_setting", "mixer", "mean", "ci95", "seeds", "lr"])
+    cells = summarize(pd.concat(frames, ignore_index=True), metric=metric, select_on=SELECT_ON)
+    order = {name: i for i, name in enumerate(dict.fromkeys(
+        ts for f in frames for ts in f["task_setting"]))}
+    return cells.sort_values("task_setting", key=lambda c: c.map(order), kind="stable")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,7 +193,7 @@ def _columns(table: pd.DataFrame) -> list[tuple[str, str, str]]:
     at = f" @n={n}" if n else ""
     cols = [(s, s, "acc") for s in table.attrs["settings"]]
     cols += [("mean", "mean", "float"), ("mean rank", "mean rank", "float")]
-    if (table["tasks"] < len(table.attrs["settings"])).any():
+    if (table["tasks"] < len(table.attrs.get("ranked_settings", table.attrs["settings"]))).any():
         cols.append(("tasks", "tasks", "int"))
     cols += [(f"reads/token{at}", "reads/token", "float"), (f"cache{at}", "cache", "int"),
              (f"state floats{at}", "state floats", "int"), (f"hops{at}", "hops", "int"),

@@ -1,4 +1,4 @@
-"""The short causal depthwise convolution every mixer kind may take (docs/design.md 1.4).
+"""The short causal depthwise convolution every mixer kind may take (docs/design.md 1.6).
 
 `mixer.short_conv = K` (0 = off) puts a kernel-K causal depthwise convolution on the mixer's
 input, as Zoology, Based and fla's layers do on their q, k, v. It lets a mixer see the few tokens

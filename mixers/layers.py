@@ -1,6 +1,6 @@
 """Token-mixing layers: one GLRMixer for the whole catalogue, and linear attention.
 
-GLRMixer computes, per head, the joint-softmax coefficients of DESIGN.md 1.2
+GLRMixer computes, per head, the joint-softmax coefficients of docs/design.md 1.2
 
     s[i, j] = q_i . k_j  / sqrt(d)   for j in A(i)      (direct)
     r[i, j] = q_i . kr_j / sqrt(d)   for j in B(i)      (recurrent; kr has its own projection)
@@ -137,7 +137,7 @@ class GLRMixer(nn.Module):
 
 
 class LinearAttention(nn.Module):
-    """The state-expanded family (DESIGN.md 1.4) with B = 0 and A = full of ones:
+    """The state-expanded family (docs/design.md 1.4) with B = 0 and A = full of ones:
 
         o_i = sum_{j <= i} (phi(q_i) . phi(k_j)) v_j / sum_{j <= i} phi(q_i) . phi(k_j)
 

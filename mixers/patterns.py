@@ -1,4 +1,4 @@
-"""Sparsity patterns of the generalized linear recurrence (DESIGN.md 1.1).
+"""Sparsity patterns of the generalized linear recurrence (docs/design.md 1.1).
 
 A mixer is a pair of patterns: a *direct* set A(i) (which inputs v_j token i reads) and a
 *recurrent* set B(i) (which past outputs y_j it reads). Both answer the same two questions:
@@ -130,7 +130,7 @@ class RecurrentPattern:
         return int(self.f(self.num_terms - 1)) if self.num_terms > 0 else 0
 
     def lattice_steps(self, n: int) -> list[int]:
-        """a_0 = 1, a_{k+1} = a_k * ceil((f(k+1) - f(k)) / a_k)  (DESIGN.md 1.1)."""
+        """a_0 = 1, a_{k+1} = a_k * ceil((f(k+1) - f(k)) / a_k)  (docs/design.md 1.1)."""
         f = self.distances(n)
         steps = [1] * len(f)
         for k in range(1, len(f)):

@@ -7,7 +7,7 @@ and analysis enumerate them through `catalogue()`.
     @register_kind("glr")
     def _build_glr(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module: ...
 
-Every layer a kind builds states its own theory, which analysis reads instead of a name table:
+Every layer a kind builds states its own theory (docs/design.md 1.7), read instead of a name table:
 
     state_size(n)        floats kept to decode token n (all heads of one layer)
     flops_per_token(n)   mixing flops of token n - 1 (projections excluded)

@@ -28,6 +28,11 @@ class TaskConfig:
     num_train: int = 10_000  # examples per split; the three splits use disjoint seeds
     num_val: int = 500
     num_test: int = 1_000
+    # Zoology's protocol (docs/tasks.md): label -> overrides of params. train_settings: train on
+    # an equal-share mixture of them ({}: on params alone); test_settings: test on each
+    # (num_test examples each; {}: as trained). Either one set gives per-setting test metrics.
+    train_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    test_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,14 +114,7 @@ def validate(cfg: DictConfig):
 
     Raises ValueError naming the field. Called before any data or model is built.
     """
-    from tasks import make_task
-
-    try:
-        task = make_task(cfg.task.name, **OmegaConf.to_container(cfg.task.params, resolve=True))
-    except ValueError as e:
-        raise ValueError(f"task: {e}") from e
-    except TypeError as e:  # a parameter of the wrong kind of value
-        raise ValueError(f"task.params: {e}") from e
+    task = build_task(cfg.task)
     mixer_cfg = MixerConfig.from_mapping(OmegaConf.to_container(cfg.mixer, resolve=True))
     m, t = cfg.model, cfg.trainer
     _check(m.d_model >= 1 and m.n_layers >= 1 and m.num_heads >= 1,
@@ -128,8 +126,6 @@ def validate(cfg: DictConfig):
     _check(m.pos_emb in ("learned", "none"), f"model.pos_emb must be learned or none, got "
            f"{m.pos_emb!r}")
     _check(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
-    for key in ("num_train", "num_val", "num_test"):
-        _check(cfg.task[key] >= 1, f"task.{key} must be >= 1, got {cfg.task[key]}")
     _check(t.max_steps >= 1, f"trainer.max_steps must be >= 1, got {t.max_steps}")
     _check(t.batch_size >= 1 and t.eval_batch_size >= 1, "trainer batch sizes must be >= 1")
     _check(t.warmup_steps >= 0, f"trainer.warmup_steps must be >= 0, got {t.warmup_steps}")
@@ -139,6 +135,36 @@ def validate(cfg: DictConfig):
     _check(t.threads >= 0, f"trainer.threads must be >= 0, got {t.threads}")
     _check(cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}")
     _check(math.isfinite(cfg.lr) and cfg.lr > 0, f"lr must be a positive number, got {cfg.lr}")
+    return task
+
+
+def build_task(tc: DictConfig):
+    """The task of a task config: a tasks.Task, or a tasks.TaskMixture when train_settings or
+    test_settings is set. Checks the memory guard for each split's size. ValueError naming the
+    field."""
+    from tasks import make_mixture, make_task
+
+    params = OmegaConf.to_container(tc.params, resolve=True)
+    train = OmegaConf.to_container(tc.train_settings, resolve=True) if tc.train_settings else {}
+    test = OmegaConf.to_container(tc.test_settings, resolve=True) if tc.test_settings else {}
+    try:
+        if train or test:
+            task = make_mixture(tc.name, params, train or {str(tc.name): {}}, test)
+        else:
+            task = make_task(tc.name, **params)
+    except ValueError as e:
+        raise ValueError(f"task: {e}") from e
+    except TypeError as e:  # a parameter of the wrong kind of value
+        raise ValueError(f"task.params: {e}") from e
+    for key in ("num_train", "num_val", "num_test"):
+        _check(tc[key] >= 1, f"task.{key} must be >= 1, got {tc[key]}")
+        try:
+            if key == "num_test" and (train or test):
+                task.check_memory(tc[key], test=True)
+            else:
+                task.check_memory(tc[key])
+        except ValueError as e:
+            raise ValueError(f"task.{key}: {e}") from e
     return task
 
 

@@ -5,6 +5,10 @@ Metrics (validation and test), all on scored positions only (targets != -100):
   exact     sequence exact match: every scored position of a sequence right
   slice/<s> token accuracy on the scored positions of slice s (the task's named slices)
   loss      cross-entropy
+
+With test settings (a tasks.TaskMixture: Zoology's protocol), the test split is one loader per
+setting; test acc, exact and loss pool them all, and each setting <label> also has its own:
+test_acc@<label>, test_exact@<label>, test_loss@<label>, test_slice_acc/<s>@<label>.
 """
 
 from __future__ import annotations
@@ -18,9 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from tasks import split_seed
-
-IGNORE = -100
+from tasks import IGNORE_INDEX, TaskMixture, split_seed
 
 
 # ----------------------------------------------------------------------------------- data
@@ -36,18 +38,28 @@ class TaskDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.data, self.slice_names = {}, {}
 
+    @property
+    def test_labels(self) -> list[str]:
+        """The labels of the test settings ([] for a plain task)."""
+        return list(self.task.test) if isinstance(self.task, TaskMixture) else []
+
     def setup(self, stage: str | None = None) -> None:
         for split, n in self.sizes.items():
             if split in self.data:
                 continue
-            d = self.task.generate(n, split_seed(self.seed, split))
-            names = sorted(d.slices)
-            masks = (torch.stack([d.slices[s] for s in names], dim=1) if names
-                     else torch.zeros(n, 0, d.inputs.shape[1], dtype=torch.bool))
-            self.data[split] = TensorDataset(d.inputs, d.targets, masks)
-            self.slice_names[split] = names
+            seed = split_seed(self.seed, split)
+            if split == "test" and self.test_labels:  # one data set per test setting
+                self.slice_names[split] = []
+                self.data[split] = {}
+                for label, d in self.task.generate_test(n, seed).items():
+                    self.data[split][label], self.slice_names[f"test@{label}"] = _dataset(d)
+                continue
+            self.data[split], self.slice_names[split] = _dataset(self.task.generate(n, seed))
 
     def _loader(self, split, batch_size, shuffle):
+        if isinstance(self.data[split], dict):
+            return [DataLoader(d, batch_size=batch_size, num_workers=self.num_workers)
+                    for d in self.data[split].values()]
         gen = torch.Generator().manual_seed(split_seed(self.seed, split)) if shuffle else None
         return DataLoader(self.data[split], batch_size=batch_size, shuffle=shuffle,
                           generator=gen, num_workers=self.num_workers, drop_last=shuffle)
@@ -63,6 +75,14 @@ class TaskDataModule(pl.LightningDataModule):
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
 
+def _dataset(d) -> tuple[TensorDataset, list[str]]:
+    """(inputs, targets, slice masks [N, n_slices, seq_len]) of a TaskData, and slice names."""
+    names = sorted(d.slices)
+    masks = (torch.stack([d.slices[s] for s in names], dim=1) if names
+             else torch.zeros(len(d), 0, d.inputs.shape[1], dtype=torch.bool))
+    return TensorDataset(d.inputs, d.targets, masks), names
+
+
 # -------------------------------------------------------------------------------- metrics
 class ExactMatch(Metric):
     """Fraction of sequences whose scored positions are all right (sequences with no scored
@@ -76,7 +96,7 @@ class ExactMatch(Metric):
         self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, preds, targets):
-        scored = targets != IGNORE
+        scored = targets != IGNORE_INDEX
         wrong = ((preds != targets) & scored).any(dim=1)
         has = scored.any(dim=1)
         self.correct += (has & ~wrong).sum()
@@ -97,9 +117,9 @@ class SliceAccuracy(Metric):
         self.add_state("total", torch.zeros(num_slices), dist_reduce_fx="sum")
 
     def update(self, preds, targets, masks):
-        right = ((preds == targets) & (targets != IGNORE)).unsqueeze(1)  # [B, 1, n]
+        right = ((preds == targets) & (targets != IGNORE_INDEX)).unsqueeze(1)  # [B, 1, n]
         self.correct += (right & masks).sum(dim=(0, 2)).float()
-        self.total += (masks & (targets != IGNORE).unsqueeze(1)).sum(dim=(0, 2)).float()
+        self.total += (masks & (targets != IGNORE_INDEX).unsqueeze(1)).sum(dim=(0, 2)).float()
 
     def compute(self):
         # a slice without examples in this split is NaN (absent), not 0 or 1
@@ -118,14 +138,21 @@ class LitModel(pl.LightningModule):
         self.warmup_steps, self.max_steps, self.min_lr_ratio = warmup_steps, max_steps, min_lr_ratio
         self.weight_decay, self.betas = weight_decay, tuple(betas)
         self.slice_names = {s: list(slice_names.get(s, [])) for s in ("val", "test")}
+        # test settings (Zoology's protocol): slice names under "test@<label>", in test order
+        self.settings = [k[len("test@"):] for k in slice_names if k.startswith("test@")]
+        groups = {split: self.slice_names[split] for split in ("val", "test")}
+        for i, label in enumerate(self.settings):
+            self.slice_names[f"test@{label}"] = list(slice_names[f"test@{label}"])
+            groups[f"test_setting{i}"] = self.slice_names[f"test@{label}"]  # no "." in keys
         self.metrics = torch.nn.ModuleDict({
-            split: torch.nn.ModuleDict({
-                "acc": MulticlassAccuracy(num_classes=vocab_size, ignore_index=IGNORE,
+            key: torch.nn.ModuleDict({
+                "acc": MulticlassAccuracy(num_classes=vocab_size, ignore_index=IGNORE_INDEX,
                                           average="micro"),
                 "exact": ExactMatch(),
-                "slices": SliceAccuracy(len(self.slice_names[split])),
-            }) for split in ("val", "test")
+                "slices": SliceAccuracy(len(names)),
+            }) for key, names in groups.items()
         })
+        self._loss_sums: dict[str, list[float]] = {}  # metric group -> [loss * n, n]
         self.recent_losses: list[float] = []  # the last training losses (train_loss)
         self.results: dict[str, dict] = {}  # split -> metrics of the last evaluation
 
@@ -133,10 +160,10 @@ class LitModel(pl.LightningModule):
         return self.model(tokens)
 
     def loss(self, logits, targets):
-        if not (targets != IGNORE).any():  # nothing scored in this batch: a zero loss
+        if not (targets != IGNORE_INDEX).any():  # nothing scored in this batch: a zero loss
             return logits.sum() * 0.0
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                               targets.reshape(-1), ignore_index=IGNORE)
+                               targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
     def training_step(self, batch, batch_idx):
         inputs, targets, _ = batch
@@ -148,35 +175,51 @@ class LitModel(pl.LightningModule):
         return loss
 
     # evaluation: validation and test share one path
-    def _eval_step(self, split, batch):
+    def _eval_step(self, split, batch, dataloader_idx: int = 0):
         inputs, targets, masks = batch
         logits = self(inputs)
         loss = self.loss(logits, targets)
         preds = logits.argmax(dim=-1)
-        m = self.metrics[split]
-        m["acc"].update(preds, targets)
-        m["exact"].update(preds, targets)
-        m["slices"].update(preds, targets, masks)
-        n = (targets != IGNORE).sum()
-        self._loss_sum = getattr(self, "_loss_sum", 0.0) + loss.item() * n.item()
-        self._loss_n = getattr(self, "_loss_n", 0) + n.item()
+        n = (targets != IGNORE_INDEX).sum().item()
+        groups = [(split, masks)]
+        if split == "test" and self.settings:  # pooled (no pooled slices) and per setting
+            groups = [(split, masks[:, :0]), (f"test_setting{dataloader_idx}", masks)]
+        for key, group_masks in groups:
+            m = self.metrics[key]
+            m["acc"].update(preds, targets)
+            m["exact"].update(preds, targets)
+            m["slices"].update(preds, targets, group_masks)
+            sums = self._loss_sums.setdefault(key, [0.0, 0])
+            sums[0] += loss.item() * n
+            sums[1] += n
 
-    def _eval_end(self, split):
-        m = self.metrics[split]
-        out = {f"{split}_acc": m["acc"].compute().item(),
-               f"{split}_exact": m["exact"].compute().item(),
-               f"{split}_loss": self._loss_sum / max(self._loss_n, 1)}
-        for name, v in zip(self.slice_names[split], m["slices"].compute().reshape(-1).tolist()):
-            out[f"{split}_slice_acc/{name}"] = v
+    def _group_metrics(self, key, names, prefix, suffix="") -> dict:
+        """The metrics of group `key` (slices `names`) as {f"{prefix}_acc{suffix}": ...}, then
+        reset it."""
+        m = self.metrics[key]
+        loss_sum, n = self._loss_sums.get(key, (0.0, 0))
+        out = {f"{prefix}_acc{suffix}": m["acc"].compute().item(),
+               f"{prefix}_exact{suffix}": m["exact"].compute().item(),
+               f"{prefix}_loss{suffix}": loss_sum / max(n, 1)}
+        for name, v in zip(names, m["slices"].compute().reshape(-1).tolist()):
+            out[f"{prefix}_slice_acc/{name}{suffix}"] = v
         for metric in m.values():
             metric.reset()
-        self._loss_sum, self._loss_n = 0.0, 0
+        self._loss_sums.pop(key, None)
+        return out
+
+    def _eval_end(self, split):
+        out = self._group_metrics(split, self.slice_names[split], split)
+        if split == "test":
+            for i, label in enumerate(self.settings):
+                names = self.slice_names[f"test@{label}"]
+                out.update(self._group_metrics(f"test_setting{i}", names, split, f"@{label}"))
         out["at_step"] = self.global_step
         self.results[split] = out
         self.log(f"{split}_acc", out[f"{split}_acc"], prog_bar=True)
 
     def on_validation_epoch_start(self):
-        self._loss_sum, self._loss_n = 0.0, 0
+        self._loss_sums = {}
 
     def validation_step(self, batch, batch_idx):
         self._eval_step("val", batch)
@@ -185,10 +228,10 @@ class LitModel(pl.LightningModule):
         self._eval_end("val")
 
     def on_test_epoch_start(self):
-        self._loss_sum, self._loss_n = 0.0, 0
+        self._loss_sums = {}
 
-    def test_step(self, batch, batch_idx):
-        self._eval_step("test", batch)
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        self._eval_step("test", batch, dataloader_idx)
 
     def on_test_epoch_end(self):
         self._eval_end("test")

@@ -74,7 +74,8 @@ def progress_line(k: int | None, result: dict) -> str:
                 f"val_acc={m.get('val_acc', float('nan')):.4f} steps={result.get('steps')} "
                 f"({result.get('wall_time_s', 0):.1f} s)")
     elif status == "skipped":
-        tail = f"skipped (finished: {result.get('skipped_because')})"
+        why = str(result.get("skipped_because"))  # a result file, or `running in <holder>`
+        tail = f"skipped ({why if why.startswith('running') else 'finished: ' + why})"
     else:
         err = (result.get("error") or "").strip().splitlines()
         tail = f"FAILED ({err[-1] if err else 'unknown error'})"

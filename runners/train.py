@@ -34,6 +34,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from runners import cluster
 from runners.config import RUN_ONLY, validate
 from runners.progress import ENV_SIZE, print_progress
 
@@ -149,7 +150,8 @@ def quiet_lightning() -> None:
                  "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*number of training batches.*",
-                    ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*Tensor Cores.*"):
+                    ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*Tensor Cores.*",
+                    ".*`srun` command is available.*"):  # a login node of a Slurm cluster
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -202,8 +204,12 @@ def run(cfg: DictConfig) -> dict:
         "info_bits": _finite_or_none(float(task.info_bits)),
         "result_path": str((out / "result.json").resolve()),
         "hydra_dir": str(hc.runtime.output_dir) if hc is not None else None,
+        "job": cluster.job_info(),
     }
     finished = find_finished(cfg.results_dir, h, out)
+    lock = cluster.RunLock(out)  # one process per run; another one skips it (runners.cluster)
+    if finished is None:
+        finished = lock.acquire(lambda: find_finished(cfg.results_dir, h, out))
     if finished is not None:
         skipped = {k_: result[k_] for k_ in ("task", "task_setting", "mixer", "seed", "lr",
                                             "config_hash")}
@@ -214,9 +220,10 @@ def run(cfg: DictConfig) -> dict:
     try:
         if cfg.debug.fail:
             raise RuntimeError("debug.fail=true: this run was asked to fail")
-        _import_training_stack()  # not timed: the first run of a worker process pays for it
-        t0 = time.time()
-        result.update(_train(cfg, task, out))
+        with cluster.time_limit():  # a Slurm job's time limit: a failed result (the reason)
+            _import_training_stack()  # not timed: the first run of a worker process pays for it
+            t0 = time.time()
+            result.update(_train(cfg, task, out))
         result["status"] = "ok"
     except Exception:  # recorded, and the grid goes on
         result["status"] = "failed"
@@ -225,6 +232,7 @@ def run(cfg: DictConfig) -> dict:
             _failed_single_run = True
     result["wall_time_s"] = round(time.time() - t0, 3)
     write_json_atomic(out / "result.json", result)
+    lock.release()
     print_progress(k, result, sweep_dir)
     if not _multirun():
         print(f"result: {result['result_path']}", flush=True)
@@ -288,6 +296,8 @@ def _train(cfg: DictConfig, task, out: Path) -> dict:
     for key, v in test.items():
         if key.startswith("test_slice_acc/"):
             metrics[key[len("test_"):]] = v
+        elif "@" in key:  # per test setting: test_acc@<label>, ... (docs/tasks.md)
+            metrics[key] = v
     losses = lit.recent_losses
     metrics["train_loss"] = sum(losses) / len(losses) if losses else None
     device = (torch.cuda.get_device_name() if t.accelerator in ("gpu", "cuda", "auto")

@@ -10,8 +10,11 @@ See docs/tasks.md for every task's token layout, parameters, info_bits and slice
 from .base import GENERATOR_VERSION, IGNORE_INDEX, Task, TaskData
 from .copy import Copy, SelectiveCopy
 from .flipflop import FlipFlop
+from .memorization import Memorization
+from .mixture import TaskMixture, make_mixture
 from .mqar import MQAR
 from .multihop import MultiHop
+from .recall import FuzzyRecall, NoisyRecall
 from .registry import SPLITS, TASKS, content_hash, make_task, split_seed
 from .state_tracking import StateTracking
 
@@ -22,13 +25,18 @@ __all__ = [
     "TASKS",
     "Copy",
     "FlipFlop",
+    "FuzzyRecall",
     "MQAR",
+    "Memorization",
     "MultiHop",
+    "NoisyRecall",
     "SelectiveCopy",
     "StateTracking",
     "Task",
     "TaskData",
+    "TaskMixture",
     "content_hash",
+    "make_mixture",
     "make_task",
     "split_seed",
 ]

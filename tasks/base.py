@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import math
 import numbers
+import os
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -22,9 +23,19 @@ import torch
 IGNORE_INDEX = -100
 """Target value at positions that are not scored (PyTorch's cross-entropy default)."""
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever a change to any generator changes the tensors it makes for some (config, seed).
-Each task class also has its own `version`; both go into `content_hash`."""
+Each task class also has its own `version`; both go into `content_hash`. (2: `sample_distinct`
+draws k > 64 distinct values from n >= 2 k by per-entry redraws, in time linear in k.)"""
+
+MAX_SIZE = 2**31 - 1
+"""The largest value of any integer size field (vocab_size, seq_len, counts): larger values are
+rejected at construction, so that no index arithmetic in int64 can overflow."""
+
+MAX_BYTES = 8 * 2**30
+"""Default limit (8 GiB) on the estimated memory of one `generate` call; `generate(...,
+max_bytes=...)` or the environment variable GLMIX_MAX_BYTES (bytes) raises or lowers it. See
+`Task.estimated_bytes`."""
 
 
 @dataclasses.dataclass
@@ -90,6 +101,12 @@ class Task(ABC):
 
     name: ClassVar[str] = ""
     version: ClassVar[int] = 1
+    TEST_PARAMS: ClassVar[dict] = {}
+    """Small, valid parameters that generate quickly: what the generic tests in tests/tasks use
+    (every registered task sets its own)."""
+    BYTES_PER_TOKEN: ClassVar[int] = 48
+    """Peak bytes per (example, position) of `_generate`, besides one byte per slice: int64
+    inputs and targets (16) plus the generator's temporaries. An estimate, used by the guard."""
 
     vocab_size: int
     seq_len: int
@@ -102,11 +119,36 @@ class Task(ABC):
     @abstractmethod
     def _generate(self, num_examples: int, rng: np.random.Generator) -> TaskData: ...
 
-    def generate(self, num_examples: int, seed: int) -> TaskData:
-        """`num_examples` examples drawn from `numpy.random.default_rng(seed)` alone."""
+    def generate(self, num_examples: int, seed: int, max_bytes: int | None = None) -> TaskData:
+        """`num_examples` examples drawn from `numpy.random.default_rng(seed)` alone.
+
+        Raises ValueError, before allocating anything, when `estimated_bytes(num_examples)`
+        exceeds `max_bytes` (default `MAX_BYTES`, 8 GiB)."""
         check_int("num_examples", num_examples, minimum=1)
-        check_int("seed", seed, minimum=0)
+        check_int("seed", seed, minimum=0, maximum=None)
+        self.check_memory(int(num_examples), max_bytes)
         return self._generate(int(num_examples), np.random.default_rng(int(seed)))
+
+    def num_slices(self) -> int:
+        """How many slices `generate` returns (an upper bound is enough): for the estimate."""
+        return len(self.buckets()) if hasattr(self, "buckets") else 1
+
+    def estimated_bytes(self, num_examples: int) -> int:
+        """Estimated peak memory of `generate(num_examples, ...)`: num_examples * seq_len *
+        (BYTES_PER_TOKEN + num_slices())."""
+        return int(num_examples) * int(self.seq_len) * (self.BYTES_PER_TOKEN + self.num_slices())
+
+    def check_memory(self, num_examples: int, max_bytes: int | None = None) -> None:
+        """ValueError naming num_examples and seq_len when the estimate exceeds the limit."""
+        limit = memory_limit(max_bytes)
+        need = self.estimated_bytes(num_examples)
+        if need > limit:
+            raise ValueError(
+                f"num_examples={num_examples} x seq_len={self.seq_len} of task {self.name!r} "
+                f"needs about {need / 2**30:.3g} GiB, over the limit max_bytes={limit} "
+                f"({limit / 2**30:.3g} GiB): generate fewer or shorter examples, or raise the "
+                "limit (generate's max_bytes, or the environment variable GLMIX_MAX_BYTES)"
+            )
 
     def config(self) -> dict:
         """The configuration fields as a plain dict."""
@@ -120,7 +162,18 @@ class Task(ABC):
 # ---------------------------------------------------------------- validation helpers
 
 
-def check_int(field: str, value, minimum: int | None = None, maximum: int | None = None) -> None:
+def memory_limit(max_bytes: int | None = None) -> int:
+    """The limit of the memory guard: `max_bytes`, else $GLMIX_MAX_BYTES, else MAX_BYTES."""
+    limit = max_bytes
+    if limit is None:
+        limit = int(os.environ.get("GLMIX_MAX_BYTES", MAX_BYTES))
+    check_int("max_bytes", limit, minimum=1, maximum=None)
+    return limit
+
+
+def check_int(field: str, value, minimum: int | None = None, maximum: int | None = MAX_SIZE):
+    """An integer (not a bool) in [minimum, maximum]; maximum defaults to MAX_SIZE (None: no
+    upper bound)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{field} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
@@ -178,11 +231,15 @@ def log2_binomial(n: int, k: int) -> float:
 def sample_distinct(rng: np.random.Generator, rows: int, k: int, low: int, high: int) -> np.ndarray:
     """int64 [rows, k]: per row, k distinct integers from [low, high) in uniformly random order.
 
-    Vectorized over rows, by one of three exact methods chosen from (k, n = high - low) alone:
+    Vectorized over rows, by one of four exact methods chosen from (k, n = high - low) alone:
     when k (k - 1) <= n, i.i.d. draws with the rows that hold a repeat drawn again (at most about
-    half of the rows repeat, so few rounds); else when k^2 <= 16 n, Floyd's algorithm (k draws,
-    O(rows k^2)) then a random shuffle; else the k smallest of n i.i.d. uniform scores, in
-    increasing order of score (O(rows n)).
+    half of the rows repeat, so few rounds); else, for k <= 64: Floyd's algorithm when
+    k^2 <= 16 n (k draws, O(rows k^2)) then a random shuffle, or, when k^2 > 16 n, the k smallest
+    of n i.i.d. uniform scores, in increasing order of score (O(rows n)); for k > 64: the same
+    dense method when n < 2 k (O(rows k)), else i.i.d. draws with each entry that repeats an
+    earlier entry of its row drawn again (O(rows k log k) per round, a repeat has probability
+    <= 1/2). Each method is uniform over ordered k-subsets: it commutes with any relabelling of
+    the n values, and relabellings act transitively on ordered k-subsets.
     """
     n = high - low
     if not 0 <= k <= n:
@@ -196,7 +253,7 @@ def sample_distinct(rng: np.random.Generator, rows: int, k: int, low: int, high:
             s = np.sort(out[todo], axis=1)
             todo = todo[(s[:, 1:] == s[:, :-1]).any(axis=1)]
             out[todo] = rng.integers(0, n, size=(todo.size, k), dtype=np.int64)
-    elif k * k <= 16 * n:
+    elif k <= 64 and k * k <= 16 * n:
         out = np.empty((rows, k), dtype=np.int64)
         for i, j in enumerate(range(n - k, n)):
             t = rng.integers(0, j + 1, size=rows, dtype=np.int64)
@@ -204,6 +261,15 @@ def sample_distinct(rng: np.random.Generator, rows: int, k: int, low: int, high:
             out[:, i] = np.where(dup, j, t)
         perm = np.argsort(rng.random((rows, k)), axis=1)
         out = np.take_along_axis(out, perm, axis=1)
+    elif k > 64 and n >= 2 * k:
+        out = rng.integers(0, n, size=(rows, k), dtype=np.int64)
+        todo = np.arange(rows)
+        while todo.size:
+            order = np.argsort(out[todo], axis=1, kind="stable")  # ties: earlier entry first
+            s = np.take_along_axis(out[todo], order, axis=1)
+            r, c = np.nonzero(s[:, 1:] == s[:, :-1])
+            out[todo[r], order[r, c + 1]] = rng.integers(0, n, size=r.size, dtype=np.int64)
+            todo = todo[np.unique(r)]
     else:
         score = rng.random((rows, n))
         out = np.argpartition(score, k - 1, axis=1)[:, :k] if k < n else np.argsort(score, axis=1)
@@ -222,8 +288,13 @@ def sample_excluding(
     r = rng.integers(0, high - k, size=(rows, size), dtype=np.int64)
     # The r-th allowed value (0-based) is r + #{i : t_i <= r} with t_i = s_i - i, s sorted.
     t = np.sort(excluded, axis=1) - np.arange(k)
-    dtype = np.int16 if high < 2**15 else np.int64
     out = np.empty_like(r) if out is None else out
+    if k > 32:  # O(rows (size + k) log) rather than O(rows size k): the same values
+        offset = (np.arange(rows, dtype=np.int64) * high)[:, None]
+        cnt = np.searchsorted((t + offset).ravel(), (r + offset).ravel(), side="right")
+        out[:] = r + (cnt.reshape(rows, size) - np.arange(rows)[:, None] * k)
+        return out
+    dtype = np.int16 if high < 2**15 else np.int64
     chunk = 2048  # rows per block, to stay in cache; it does not change the result
     for a in range(0, rows, chunk):
         rr = r[a : a + chunk].astype(dtype)

@@ -16,6 +16,12 @@ selective_copy (P = prefix_len, M = num_tokens): a prefix of P tokens, M data to
 uniform in [2, V) at M distinct uniformly random positions and the NOISE token 0 elsewhere, then
 SEP = 1, then d_0 .. d_{M-1}. inputs = the first P + M tokens, so seq_len = P + M; the targets
 at positions P .. P+M-1 are d_0 .. d_{M-1}.
+
+selective_copy with layout='mad' is MAD's layout (Poli et al., 2024): the last data token sits
+at position P - 1, right before SEP (at P), and each of the P - M NOISE tokens of the prefix is
+put before one of the M data tokens, chosen uniformly (as MAD's np.insert at random indices);
+then M NOISE tokens (MAD's blanks) at P+1 .. P+M, where the targets d_0 .. d_{M-1} are. So
+seq_len = P + 1 + M and the inputs at scored positions are all NOISE. Token ids stay glmix's.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from .base import (
     Task,
     TaskData,
     bucket_slices,
+    check_choice,
     check_derived_seq_len,
     check_int,
     log2_buckets,
@@ -46,6 +53,7 @@ class Copy(Task):
 
     name = "copy"
     version = 1
+    TEST_PARAMS = {"copy_len": 16}
     SEP = 0
 
     def __post_init__(self) -> None:
@@ -79,10 +87,12 @@ class SelectiveCopy(Task):
     vocab_size: int = 16
     prefix_len: int = 240
     num_tokens: int = 16
-    seq_len: int | None = None  # derived: prefix_len + num_tokens
+    seq_len: int | None = None  # derived: prefix_len + num_tokens (+ 1 with layout='mad')
+    layout: str = "glmix"  # glmix | mad
 
     name = "selective_copy"
     version = 1
+    TEST_PARAMS = {"prefix_len": 48, "num_tokens": 8}
     NOISE = 0
     SEP = 1
 
@@ -95,7 +105,13 @@ class SelectiveCopy(Task):
                 f"num_tokens={self.num_tokens} must be <= prefix_len={self.prefix_len} "
                 "(each data token takes its own prefix position)"
             )
-        check_derived_seq_len(self, self.prefix_len + self.num_tokens, "prefix_len + num_tokens")
+        check_choice("layout", self.layout, ("glmix", "mad"))
+        if self.layout == "mad":
+            derived = self.prefix_len + 1 + self.num_tokens
+            check_derived_seq_len(self, derived, "prefix_len + 1 + num_tokens (layout='mad')")
+        else:
+            derived = self.prefix_len + self.num_tokens
+            check_derived_seq_len(self, derived, "prefix_len + num_tokens")
 
     @property
     def info_bits(self) -> float:
@@ -104,19 +120,26 @@ class SelectiveCopy(Task):
     def buckets(self) -> list[tuple[str, int, int]]:
         # data token j sits at or before prefix position prefix_len - num_tokens + j, and at or
         # after position j: the distance to its target position prefix_len + j is in
-        # [num_tokens, prefix_len].
-        return log2_buckets("dist", self.prefix_len, min_value=self.num_tokens)
+        # [num_tokens, prefix_len] (MAD's layout: one more, the targets start after SEP).
+        shift = self.layout == "mad"
+        return log2_buckets("dist", self.prefix_len + shift, min_value=self.num_tokens + shift)
 
     def _generate(self, num_examples: int, rng: np.random.Generator) -> TaskData:
-        n, p, m = num_examples, self.prefix_len, self.num_tokens
-        pos = np.sort(sample_distinct(rng, n, m, 0, p), axis=1)
+        n, p, m, length = num_examples, self.prefix_len, self.num_tokens, self.seq_len
+        if self.layout == "mad":
+            blanks = rng.multinomial(p - m, np.full(m, 1.0 / m), size=n)  # before each token
+            pos = np.arange(m) + np.cumsum(blanks, axis=1)
+        else:
+            pos = np.sort(sample_distinct(rng, n, m, 0, p), axis=1)
         data = rng.integers(2, self.vocab_size, size=(n, m), dtype=np.int64)
-        inputs = np.full((n, p + m), self.NOISE, dtype=np.int64)
+        inputs = np.full((n, length), self.NOISE, dtype=np.int64)
         np.put_along_axis(inputs, pos, data, axis=1)
         inputs[:, p] = self.SEP
-        inputs[:, p + 1 :] = data[:, :-1]
-        targets = np.full((n, p + m), IGNORE_INDEX, dtype=np.int64)
-        targets[:, p:] = data
-        tpos = np.broadcast_to(p + np.arange(m), (n, m))
-        slices = bucket_slices(self.buckets(), (n, p + m), tpos, tpos - pos)
+        first = length - m  # the first scored position: p, or p + 1 in MAD's layout
+        if self.layout == "glmix":
+            inputs[:, p + 1 :] = data[:, :-1]
+        targets = np.full((n, length), IGNORE_INDEX, dtype=np.int64)
+        targets[:, first:] = data
+        tpos = np.broadcast_to(first + np.arange(m), (n, m))
+        slices = bucket_slices(self.buckets(), (n, length), tpos, tpos - pos)
         return TaskData(torch.from_numpy(inputs), torch.from_numpy(targets), slices)

@@ -35,6 +35,7 @@ class FlipFlop(Task):
 
     name = "flipflop"
     version = 1
+    TEST_PARAMS = {"seq_len": 64}
     WRITE, READ, IGNORE, BIT0, BIT1 = 0, 1, 2, 3, 4
 
     def __post_init__(self) -> None:

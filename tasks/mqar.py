@@ -15,12 +15,17 @@ Filler is token 0 when random_non_queries is False; when it is True (the default
 drawn uniformly from [0, V) minus this sequence's keys. Zoology draws filler from all of [0, V),
 so a filler token can equal a key (an unscored distractor); excluding the keys here keeps the
 scored positions derivable from the inputs: in the query region, a token is a query exactly when
-it is one of the sequence's keys.
+it is one of the sequence's keys. keys_in_filler=True gives Zoology's filler (all of [0, V)).
+
+power_a is bounded so that the gap law is computable in float64: power_a * log2(S) <= 1000
+(S the number of query slots; beyond it (g + 1) ** (power_a - 1) overflows) and power_a >= 1e-300
+(below it the products are subnormal floats).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -47,9 +52,13 @@ class MQAR(Task):
     num_kv_pairs: int = 16
     power_a: float = 0.01
     random_non_queries: bool = True
+    keys_in_filler: bool = False
 
     name = "mqar"
     version = 1
+    TEST_PARAMS = {"seq_len": 64, "num_kv_pairs": 8, "vocab_size": 256}
+    POWER_A_MIN = 1e-300
+    POWER_A_LOG2_MAX = 1000.0  # power_a * log2(num_query_slots) <= this
 
     def __post_init__(self) -> None:
         check_int("num_kv_pairs", self.num_kv_pairs, minimum=1)
@@ -57,8 +66,15 @@ class MQAR(Task):
         check_int("seq_len", self.seq_len, minimum=4)
         check_float("power_a", self.power_a, 0.0, float("inf"), low_open=True, high_open=True)
         check_bool("random_non_queries", self.random_non_queries)
+        check_bool("keys_in_filler", self.keys_in_filler)
         self._set("power_a", float(self.power_a))
         self._set("random_non_queries", bool(self.random_non_queries))
+        self._set("keys_in_filler", bool(self.keys_in_filler))
+        if self.keys_in_filler and not self.random_non_queries:
+            raise ValueError(
+                "keys_in_filler=True applies to random filler only (random_non_queries=True); "
+                "with random_non_queries=False the filler is token 0"
+            )
         k, half = self.num_kv_pairs, self.vocab_size // 2
         if k > half - 1 or k > self.vocab_size - half:
             raise ValueError(
@@ -71,6 +87,24 @@ class MQAR(Task):
                 f"num_kv_pairs={k} is too large for seq_len={self.seq_len}: the key-value region "
                 f"(2 * num_kv_pairs) plus one query slot every 2 tokens for each key needs "
                 f"seq_len >= 4 * num_kv_pairs = {4 * k}"
+            )
+        self._check_power_a()
+
+    def _check_power_a(self) -> None:
+        a, slots = self.power_a, self.num_query_slots
+        if a < self.POWER_A_MIN:
+            raise ValueError(
+                f"power_a={a} is below {self.POWER_A_MIN}: the gap probabilities "
+                "power_a * (g + 1) ** (power_a - 1) would be subnormal floats"
+            )
+        log2_slots = math.log2(slots) if slots > 1 else 0.0
+        if a * log2_slots > self.POWER_A_LOG2_MAX:
+            raise ValueError(
+                f"power_a={a} is too large for seq_len={self.seq_len} and num_kv_pairs="
+                f"{self.num_kv_pairs}: (g + 1) ** (power_a - 1) over the {slots} query slots "
+                f"overflows float64 (need power_a * log2(num_query_slots) <= "
+                f"{self.POWER_A_LOG2_MAX:g}, i.e. power_a <= "
+                f"{self.POWER_A_LOG2_MAX / log2_slots:.4g})"
             )
 
     # ------------------------------------------------------------------ layout
@@ -114,7 +148,9 @@ class MQAR(Task):
         inputs = np.empty((n, length), dtype=np.int64)
         inputs[:, 0:ctx:2] = keys
         inputs[:, 1:ctx:2] = values
-        if self.random_non_queries:
+        if self.keys_in_filler:
+            inputs[:, ctx:] = rng.integers(0, self.vocab_size, size=(n, length - ctx))
+        elif self.random_non_queries:
             sample_excluding(rng, keys, length - ctx, self.vocab_size, out=inputs[:, ctx:])
         else:
             inputs[:, ctx:] = 0

@@ -47,6 +47,7 @@ class MultiHop(Task):
 
     name = "multihop"
     version = 1
+    TEST_PARAMS = {"num_chains": 4}
     SEP = 0
 
     def __post_init__(self) -> None:
@@ -90,6 +91,9 @@ class MultiHop(Task):
         # chain ends among the other n - E nodes, then arrange D and the ends into chains: E!.
         e, c = self.num_facts, self.num_chains
         return log2_binomial(self.num_nodes - e, c) + log2_falling_factorial(e, e)
+
+    def num_slices(self) -> int:
+        return self.hops
 
     def slice_names(self) -> list[str]:
         return [f"hops={h}" for h in range(1, self.hops + 1)]

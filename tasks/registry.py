@@ -9,12 +9,25 @@ import json
 from .base import GENERATOR_VERSION, Task, check_int
 from .copy import Copy, SelectiveCopy
 from .flipflop import FlipFlop
+from .memorization import Memorization
 from .mqar import MQAR
 from .multihop import MultiHop
+from .recall import FuzzyRecall, NoisyRecall
 from .state_tracking import StateTracking
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (MQAR, Copy, SelectiveCopy, MultiHop, FlipFlop, StateTracking)
+    cls.name: cls
+    for cls in (
+        MQAR,
+        Copy,
+        SelectiveCopy,
+        MultiHop,
+        FlipFlop,
+        StateTracking,
+        NoisyRecall,
+        FuzzyRecall,
+        Memorization,
+    )
 }
 
 SPLITS = ("train", "val", "test")
@@ -44,7 +57,7 @@ def split_seed(seed: int, split: str) -> int:
     (train, val, test). Distinct (seed, split) pairs never share a seed."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    check_int("seed", seed, minimum=0)
+    check_int("seed", seed, minimum=0, maximum=None)
     return 3 * int(seed) + SPLITS.index(split)
 
 
@@ -53,7 +66,7 @@ def content_hash(task: Task, seed: int, num_examples: int | None = None) -> str:
     (package and task) and, when given, num_examples. It identifies a data set without
     generating it: generation is deterministic in exactly these inputs. (`TaskData.content_hash`
     is the hash of the generated tensors themselves.)"""
-    check_int("seed", seed, minimum=0)
+    check_int("seed", seed, minimum=0, maximum=None)
     if num_examples is not None:
         check_int("num_examples", num_examples, minimum=1)
     payload = {

@@ -56,6 +56,7 @@ class StateTracking(Task):
 
     name = "state_tracking"
     version = 1
+    TEST_PARAMS = {"group": "permutation", "degree": 3, "seq_len": 32}
 
     def __post_init__(self) -> None:
         check_choice("group", self.group, GROUPS)

@@ -1,4 +1,4 @@
-"""The chunked algorithm of DESIGN.md 2 in PyTorch: the CPU training path.
+"""The chunked algorithm of docs/design.md 2 in PyTorch: the CPU training path.
 
 Forward, for each chunk [s, e) in order:
 

@@ -1,4 +1,4 @@
-"""Triton kernels of the glr op (the chunked algorithm of DESIGN.md 2; see docs/triton.md).
+"""Triton kernels of the glr op (the chunked algorithm of docs/design.md 2; see docs/triton.md).
 
 Layout: every tensor is contiguous, batch and heads flattened into one axis `bh`:
 v, y, u, z, dv [BH, n, D]; alpha, dalpha [BH, n, KA]; beta, dbeta [BH, n, KB]; a_idx [n, KA],

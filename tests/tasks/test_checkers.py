@@ -269,3 +269,165 @@ def test_state_tracking_checker(params):
     assert task.vocab_size == sizes[task.group]
     solver = group_solver(task.group, task.order, task.degree, task.seq_len, task.score)
     check(task, solver, 500)
+
+
+# ---------------------------------------------------------------------- MQAR, Zoology's filler
+
+
+def test_mqar_keys_in_filler_checker():
+    # Zoology's filler can repeat a key without scoring it, so the queries are not derivable
+    # from the inputs alone: check what is (every scored position holds a key and its value;
+    # each key is scored once; all of [0, V) appears as filler, keys included).
+    k, vocab = 6, 64
+    task = make_task("mqar", vocab_size=vocab, seq_len=64, num_kv_pairs=k, keys_in_filler=True)
+    data = task.generate(2000, 5)
+    unscored_key_copies = 0
+    for row, tgt in zip(data.inputs.tolist(), data.targets.tolist()):
+        keys, vals = row[0 : 2 * k : 2], row[1 : 2 * k : 2]
+        value_of = dict(zip(keys, vals))
+        scored = [t for t in range(2 * k, 64) if tgt[t] != IGNORE]
+        assert sorted(row[t] for t in scored) == sorted(keys)
+        assert all(tgt[t] == value_of[row[t]] for t in scored)
+        assert all(x == IGNORE for x in tgt[: 2 * k])
+        unscored_key_copies += sum(
+            1 for t in range(2 * k, 64) if tgt[t] == IGNORE and row[t] in value_of
+        )
+    # about (64 - 12 - 6) filler tokens per row, each a key with probability 6 / 64
+    assert 0.5 * 2000 * 46 * 6 / 64 < unscored_key_copies < 1.5 * 2000 * 46 * 6 / 64
+
+
+# ---------------------------------------------------------------------------------- MAD layout
+
+
+def selective_copy_mad_solver(p: int, m: int):
+    def solve(row):
+        prefix = row[:p]
+        where = [i for i, x in enumerate(prefix) if x != 0]
+        data = [prefix[i] for i in where]
+        assert len(data) == m and all(x >= 2 for x in data)
+        assert where[-1] == p - 1, "the last data token is right before the separator"
+        assert row[p] == 1 and row[p + 1 :] == [0] * m, "SEP, then blanks"
+        tgt = [IGNORE] * (p + 1) + data
+        sl = {p + 1 + j: bucket("dist", p + 1 + j - where[j]) for j in range(m)}
+        return tgt, sl
+
+    return solve
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"prefix_len": 16, "num_tokens": 16, "vocab_size": 4}, {"num_tokens": 1}]
+)
+def test_selective_copy_mad_checker(params):
+    task = make_task("selective_copy", layout="mad", **params)
+    assert task.seq_len == task.prefix_len + 1 + task.num_tokens
+    check(task, selective_copy_mad_solver(task.prefix_len, task.num_tokens), 1000)
+
+
+# ---------------------------------------------------------------------------------- MAD recall
+
+
+def recall_solver(task):
+    vocab, z = task.vocab_size, task.noise_vocab_size
+    half = (vocab - z) // 2
+    kl, vl = task.key_len, task.value_len
+    s = kl + vl
+    slots = task.seq_len // s
+
+    def solve(row):
+        tgt, sl = [IGNORE] * task.seq_len, {}
+        value_of, last_seen = {}, {}
+        for i in range(slots):
+            a = i * s
+            slot = row[a : a + s]
+            if slot[0] >= vocab - z:
+                assert z > 0 and i < slots - 1, "noise never takes the probe's slot"
+                assert all(x >= vocab - z for x in slot)
+                continue
+            key, val = tuple(slot[:kl]), tuple(slot[kl:])
+            assert all(0 <= x < half for x in key) and len(set(key)) == kl
+            assert all(half <= x < 2 * half for x in val) and len(set(val)) == vl
+            if key in value_of:
+                assert value_of[key] == val, "a key keeps its value"
+                for j in range(vl):
+                    tgt[a + kl - 1 + j] = val[j]
+                    sl[a + kl - 1 + j] = bucket("dist", s * (i - last_seen[key]))
+            else:
+                assert i < slots - 1, "the last slot repeats a key"
+                value_of[key] = val
+            last_seen[key] = i
+        return tgt, sl
+
+    return solve
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("noisy_recall", {}),
+        ("noisy_recall", {"frac_noise": 0.0, "seq_len": 64, "vocab_size": 200}),
+        ("noisy_recall", {"frac_noise": 0.9, "seq_len": 512, "vocab_size": 144}),
+        ("noisy_recall", {"seq_len": 4}),
+        ("fuzzy_recall", {}),
+        ("fuzzy_recall", {"key_len": 1, "value_len": 2, "vocab_size": 8, "seq_len": 99}),
+        ("fuzzy_recall", {"key_len": 2, "value_len": 1, "noise_vocab_size": 4, "frac_noise": 0.5,
+                          "vocab_size": 12, "seq_len": 300}),
+    ],
+)
+def test_recall_checker(name, params):
+    task = make_task(name, **params)
+    check(task, recall_solver(task), 1000)
+
+
+def test_noisy_recall_noise_rate_and_probe():
+    task = make_task("noisy_recall", seq_len=256, frac_noise=0.4)
+    inputs = task.generate(2000, 3).inputs
+    slots = inputs[:, 0::2]
+    noise = slots >= task.vocab_size - task.noise_vocab_size
+    assert not noise[:, -1].any()
+    # slots 0 .. N-2: one forced key-value slot, the others noise with probability 0.4
+    rate = noise[:, :-1].float().mean().item()
+    expected = 0.4 * (task.num_slots - 2) / (task.num_slots - 1)
+    assert abs(rate - expected) < 0.01
+
+
+def test_recall_info_bits_is_the_expected_number_of_keys():
+    task = make_task("noisy_recall", seq_len=64, frac_noise=0.3)
+    inputs = task.generate(4000, 1).inputs[:, :-2]  # slots 0 .. N-2
+    keys = inputs[:, 0::2]
+    distinct = [len({x for x in row if x < task.half}) for row in keys.tolist()]
+    mean = sum(distinct) / len(distinct)
+    assert abs(mean - task.expected_distinct_keys) < 0.05
+    assert task.info_bits == pytest.approx(task.expected_distinct_keys * 3)  # log2(8 values)
+
+
+# ---------------------------------------------------------------------------------- memorization
+
+
+def memorization_map(vocab: int, map_seed: int) -> dict:
+    """The documented map, rebuilt here: value(key) = H + permutation(H)[key]."""
+    import numpy as np
+
+    h = (vocab - 1) // 2
+    perm = np.random.default_rng(map_seed).permutation(h).tolist()
+    return {key: h + perm[key] for key in range(h)}
+
+
+@pytest.mark.parametrize("params", [{}, {"vocab_size": 9, "seq_len": 64, "map_seed": 3}])
+def test_memorization_checker(params):
+    task = make_task("memorization", **params)
+    value_of = memorization_map(task.vocab_size, task.map_seed)
+    h = (task.vocab_size - 1) // 2
+    assert sorted(value_of.values()) == list(range(h, 2 * h)), "a bijection onto the values"
+
+    def solve(row):
+        tgt, sl = [IGNORE] * task.seq_len, {}
+        for t in range(0, task.seq_len, 2):
+            assert 0 <= row[t] < h and row[t + 1] == task.vocab_size - 1
+            tgt[t + 1] = value_of[row[t]]
+            sl[t + 1] = "all"
+        return tgt, sl
+
+    for seed in (0, 1):  # the same map for every seed: it is in the weights, not the context
+        check(task, solve, 500, seed=seed)
+    other = make_task("memorization", **{**params, "map_seed": task.map_seed + 1})
+    assert memorization_map(other.vocab_size, other.map_seed) != value_of

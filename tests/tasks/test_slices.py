@@ -5,19 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasks import make_task
+from tasks import TASKS, make_task
 
-CONFIGS = [
-    ("mqar", {}),
+# every registered task at its defaults and at its TEST_PARAMS, then some edge cases
+CONFIGS = [(name, {}) for name in sorted(TASKS)]
+CONFIGS += [(name, dict(cls.TEST_PARAMS)) for name, cls in sorted(TASKS.items())]
+CONFIGS += [
     ("mqar", {"seq_len": 1024, "num_kv_pairs": 64}),
-    ("copy", {}),
-    ("selective_copy", {}),
     ("selective_copy", {"prefix_len": 20, "num_tokens": 4}),
-    ("multihop", {}),
-    ("flipflop", {}),
     ("flipflop", {"seq_len": 4}),
-    ("state_tracking", {}),
     ("state_tracking", {"score": "last"}),
+    ("mqar", {"keys_in_filler": True}),
+    ("selective_copy", {"layout": "mad"}),
+    ("noisy_recall", {"frac_noise": 0.8, "seq_len": 1024, "vocab_size": 144}),
 ]
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import pytest
 
 from tasks import make_task
+from tasks.base import MAX_BYTES
 
 CASES = [
     # (task, params, the field the message must name)
@@ -52,6 +56,30 @@ CASES = [
     ("state_tracking", {"group": "permutation", "order": 3}, "order"),
     ("state_tracking", {"group": "cyclic", "degree": 3}, "degree"),
     ("state_tracking", {"seq_len": 0}, "seq_len"),
+    # guards: sizes beyond MAX_SIZE, power_a beyond float64, options that do not apply
+    ("mqar", {"vocab_size": 2**70}, "vocab_size"),
+    ("copy", {"vocab_size": 2**31}, "vocab_size"),
+    ("multihop", {"num_queries": 2**40}, "num_queries"),
+    ("mqar", {"power_a": 151}, "power_a"),
+    ("mqar", {"power_a": 1e6}, "power_a"),
+    ("mqar", {"power_a": 1e-310}, "power_a"),
+    ("mqar", {"random_non_queries": False, "keys_in_filler": True}, "keys_in_filler"),
+    ("mqar", {"keys_in_filler": 1}, "keys_in_filler"),
+    ("selective_copy", {"layout": "zoology"}, "layout"),
+    ("selective_copy", {"layout": "mad", "seq_len": 256}, "seq_len"),
+    ("noisy_recall", {"frac_noise": 1.0}, "frac_noise"),
+    ("noisy_recall", {"frac_noise": -0.1}, "frac_noise"),
+    ("noisy_recall", {"noise_vocab_size": 0}, "noise_vocab_size"),
+    ("noisy_recall", {"seq_len": 127}, "seq_len"),
+    ("noisy_recall", {"seq_len": 2}, "seq_len"),
+    ("noisy_recall", {"vocab_size": 17}, "vocab_size"),
+    ("fuzzy_recall", {"seq_len": 128}, "seq_len"),
+    ("fuzzy_recall", {"key_len": 0}, "key_len"),
+    ("fuzzy_recall", {"value_len": 9}, "vocab_size"),
+    ("fuzzy_recall", {"vocab_size": 2**20, "key_len": 9, "seq_len": 120}, "key_len"),
+    ("memorization", {"seq_len": 33}, "seq_len"),
+    ("memorization", {"vocab_size": 2}, "vocab_size"),
+    ("memorization", {"map_seed": -1}, "map_seed"),
 ]
 
 
@@ -70,6 +98,10 @@ def test_bad_config_names_the_field(name, params, field):
         ("multihop", {"hops": 3, "chain_len": 4}),
         ("selective_copy", {"num_tokens": 10, "prefix_len": 10}),
         ("flipflop", {"p_write": 0.5, "p_read": 0.5}),
+        ("mqar", {"power_a": 146.0}),  # just below the float64 bound at seq_len 256
+        ("noisy_recall", {"vocab_size": 18, "seq_len": 4}),
+        ("fuzzy_recall", {"value_len": 8, "seq_len": 22}),  # 8 value tokens: all of them
+        ("memorization", {"vocab_size": 3, "seq_len": 2}),
     ],
 )
 def test_boundary_configs_are_accepted_unchanged(name, params):
@@ -77,3 +109,40 @@ def test_boundary_configs_are_accepted_unchanged(name, params):
     for k, v in params.items():
         assert getattr(task, k) == v  # not clamped
     task.generate(16, 0)
+
+
+def test_power_a_at_the_bound_gives_a_proper_law():
+    task = make_task("mqar", power_a=146.0)
+    p = task.gap_probabilities()
+    assert np.isfinite(p).all() and (p > 0).all() and p.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "num_examples"),
+    [
+        ("mqar", {"seq_len": 10**9}, 1),
+        ("copy", {"copy_len": 10**9}, 1),
+        ("mqar", {}, 10**7),
+        ("noisy_recall", {}, 10**8),
+    ],
+)
+def test_memory_guard_refuses_before_allocating(name, params, num_examples):
+    task = make_task(name, **params)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"num_examples=\d+ x seq_len=\d+.*max_bytes"):
+        task.generate(num_examples, 0)
+    assert time.perf_counter() - t0 < 0.5  # refused from the estimate, nothing allocated
+
+
+def test_max_bytes_raises_or_lowers_the_limit():
+    task = make_task("copy", copy_len=16)
+    need = task.estimated_bytes(100)
+    assert need == 100 * 32 * (task.BYTES_PER_TOKEN + task.num_slices())
+    task.generate(100, 0, max_bytes=need)
+    with pytest.raises(ValueError, match="max_bytes"):
+        task.generate(100, 0, max_bytes=need - 1)
+    with pytest.raises(ValueError, match="max_bytes"):
+        task.generate(100, 0, max_bytes=0)
+    big = make_task("mqar")
+    assert big.estimated_bytes(10**7) > MAX_BYTES
+    big.check_memory(10**7, max_bytes=2**50)  # allowed when the caller raises the limit

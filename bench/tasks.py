@@ -1,4 +1,4 @@
-"""Generation speed of every task at its default size: `python -m tasks.bench` (or `make bench`).
+"""Generation speed of every task at its default size: `python -m bench.tasks` (or `make bench`).
 
 Prints examples per second per task on one thread (torch.set_num_threads(1); the generators are
 numpy, single-threaded) and writes JSON to `--out` (default bench_out/tasks.json; an empty string
@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from .registry import TASKS, make_task
+from tasks.registry import TASKS, make_task
 
 
 def bench_task(name: str, num_examples: int, repeats: int, seed: int = 0) -> dict:

@@ -1,0 +1,296 @@
+"""What every benchmark under bench/ shares: process isolation, timing, peak memory, exponent fits,
+machine and git info, and the terminal and Markdown tables.
+
+    run_isolated("bench.ops", "measure_time", {...})  -> (result, error): a fresh process per call
+    time_calls(step, min_run_time, threads, clock)    -> per-call times (torch.utils.benchmark)
+    peak_rss(run)                                     -> bytes the call touched beyond what was live
+    fit_exponent(ns, times)                           -> slope of log t against log n over n >= 1024
+    machine_info(threads), git_state()                -> the "machine" block of a result file
+
+Nothing here knows about mixers or tasks.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import importlib
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import time
+import timeit
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "ROOT", "FIT_MIN_N", "CHILD_TIMEOUT_S", "CLOCKS", "run_isolated", "set_preload", "time_calls",
+    "summarize_times", "peak_rss", "strict_malloc", "fit_exponent", "machine_info", "git_state",
+    "fmt_time", "fmt_mem", "fmt_exp", "markdown_table", "print_table",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+FIT_MIN_N = 1024
+CHILD_TIMEOUT_S = 600
+#: the clocks `time_calls` can read: wall time, or the CPU time of the process (with one thread
+#: this leaves out the time other jobs hold the core on a shared machine)
+CLOCKS = {"wall": timeit.default_timer, "cpu": time.process_time}
+
+
+# ----------------------------------------------------------------------------------------------
+# process isolation
+
+# torch imports fx.experimental.symbolic_shapes (and sympy, ~1-2 s) lazily at a first op
+_PRELOAD = ["torch", "torch.fx.experimental.symbolic_shapes", "statistics"]
+_CONTEXT = None
+
+
+def set_preload(modules) -> None:
+    """Modules the forkserver imports once, before its first fork (call before run_isolated)."""
+    for m in modules:
+        if m not in _PRELOAD:
+            _PRELOAD.append(m)
+
+
+def _context():
+    """A forkserver that has imported torch once: each measurement is a fresh fork of it, which
+    costs milliseconds where a spawned interpreter costs seconds of imports (spawn elsewhere)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        if "forkserver" in mp.get_all_start_methods():
+            _CONTEXT = mp.get_context("forkserver")
+            _CONTEXT.set_forkserver_preload(_PRELOAD)
+        else:
+            _CONTEXT = mp.get_context("spawn")
+    return _CONTEXT
+
+
+def _child(conn, module: str, fn_name: str, kwargs: dict) -> None:
+    # the objects inherited from the forkserver (torch, sympy, ...) are never garbage: without
+    # this each gc.collect() walks them all (~0.3 s, and copy-on-write faults on every page)
+    gc.freeze()
+    try:
+        fn = getattr(importlib.import_module(module), fn_name)
+        conn.send({"ok": fn(**kwargs)})
+    except BaseException:  # noqa: BLE001 - reported to the parent
+        conn.send({"error": traceback.format_exc()})
+    finally:
+        conn.close()
+
+
+def run_isolated(module: str, fn_name: str, kwargs: dict, timeout: float = CHILD_TIMEOUT_S):
+    """Call `module.fn_name(**kwargs)` in a fresh process, so that no measurement inherits another's
+    allocations or caches. Returns (result, None) or (None, the error's last line)."""
+    ctx = _context()
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, module, fn_name, kwargs))
+    proc.start()
+    send.close()
+    msg = None
+    if recv.poll(timeout):
+        try:
+            msg = recv.recv()
+        except EOFError:
+            msg = None
+    proc.join(5)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+        return None, f"timed out after {timeout:.0f} s"
+    if msg is None:
+        return None, f"child exited with code {proc.exitcode} (killed: out of memory?)"
+    if "error" in msg:
+        return None, msg["error"].strip().splitlines()[-1]
+    return msg["ok"], None
+
+
+# ----------------------------------------------------------------------------------------------
+# time
+
+
+def time_calls(step, min_run_time: float, threads: int = 1, clock: str = "wall") -> list[float]:
+    """Seconds per call of `step()`: torch.utils.benchmark's `blocked_autorange` (its block-size
+    estimate is the warm-up; each block runs `step` a fixed number of times with the garbage
+    collector off, until `min_run_time` is spent), one figure per block."""
+    from torch.utils.benchmark import Timer
+
+    timer = Timer(stmt="step()", globals={"step": step}, num_threads=threads,
+                  timer=CLOCKS[clock])
+    return list(timer.blocked_autorange(min_run_time=min_run_time).times)
+
+
+def summarize_times(runs: list[float]) -> dict:
+    """{s: median, min_s: fastest, runs: how many} of per-call times (None when there are none)."""
+    return {"s": statistics.median(runs) if runs else None, "min_s": min(runs) if runs else None,
+            "runs": len(runs)}
+
+
+# ----------------------------------------------------------------------------------------------
+# memory
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def strict_malloc() -> str:
+    """Make glibc return freed blocks >= 64 KiB to the kernel at once (fixed mmap threshold, no
+    trim slack), so RSS follows what is live instead of recycling earlier frees. Call once, in a
+    process of its own. Returns the note for the memory method ('' where mallopt is missing)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(-3, 65536) == 1 and libc.mallopt(-1, 0) == 1  # M_MMAP_ / M_TRIM_
+    except OSError:
+        ok = False
+    return ", mallopt(M_MMAP_THRESHOLD=64KiB, M_TRIM_THRESHOLD=0)" if ok else ""
+
+
+def peak_rss(run) -> tuple[int, str]:
+    """(bytes, method): the resident-set high-water mark over `run()` above the RSS before it.
+
+    torch's CPU allocations bypass Python's allocator (tracemalloc does not see them), not the
+    kernel's RSS accounting. The mark is reset with `echo 5 > /proc/self/clear_refs` and read as
+    VmHWM - VmRSS from /proc/self/status; resolution about +-256 KiB (per-CPU RSS counters). Where
+    clear_refs is refused the fallback is ru_maxrss, which undercounts when the peak stays below
+    an earlier one.
+    """
+    gc.collect()
+    if _reset_hwm():
+        method, base = "VmHWM - VmRSS after clear_refs", _status_kb("VmRSS")
+        out = run()
+        peak = _status_kb("VmHWM")
+    else:
+        method, base = "ru_maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out = run()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    del out
+    return max(0, peak - base) * 1024, method
+
+
+# ----------------------------------------------------------------------------------------------
+# exponents
+
+
+def fit_exponent(ns, times, min_n: int = FIT_MIN_N):
+    """Slope of log t against log n (least squares) over n >= min_n, all points when fewer than
+    two qualify. Returns (exponent, fitted ns), or (None, ns) with fewer than two usable points."""
+    pts = sorted((n, t) for n, t in zip(ns, times) if t is not None and t > 0)
+    use = [p for p in pts if p[0] >= min_n]
+    if len(use) < 2:
+        use = pts
+    if len(use) < 2:
+        return None, [p[0] for p in use]
+    x = np.log([p[0] for p in use])
+    y = np.log([p[1] for p in use])
+    return float(np.polyfit(x, y, 1)[0]), [p[0] for p in use]
+
+
+# ----------------------------------------------------------------------------------------------
+# machine and git
+
+
+def git_state(paths=("mixers", "bench")) -> dict | None:
+    """The commit measured, and the files under `paths` that differ from it (None outside git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head, "modified": [ln[3:] for ln in dirty.splitlines()]}
+
+
+def cpu_model() -> str:
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f
+                          if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return model or platform.machine()
+
+
+def machine_info(threads: int, git_paths=("mixers", "bench")) -> dict:
+    """Date, commit, CPU, memory, versions, threads and load: where and on what a run was made."""
+    import torch
+
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        mem = None
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git": git_state(git_paths),
+        "platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+        "memory_bytes": mem, "python": platform.python_version(), "torch": torch.__version__,
+        "threads": threads, "loadavg_start": list(os.getloadavg()),
+        "note": "wall-clock times on a possibly shared machine: see loadavg_start/_end",
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# output
+
+
+def fmt_time(t) -> str:
+    if t is None:
+        return "-"
+    return f"{t * 1e3:.3g} ms" if t < 1 else f"{t:.3g} s"
+
+
+def fmt_mem(b) -> str:
+    if b is None:
+        return "-"
+    if b >= 2**30:
+        return f"{b / 2**30:.3g} GiB"
+    return f"{b / 2**20:.3g} MiB" if b >= 2**20 else f"{b / 2**10:.3g} KiB"
+
+
+def fmt_exp(e) -> str:
+    return "-" if e is None else f"{e:.2f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub Markdown table (pandas' to_markdown needs `tabulate`, which glmix does not
+    require)."""
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join("---" for _ in header)
+             + "|"]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]], left: int = 1) -> None:
+    """A table on the terminal (rich when installed); the first `left` columns left-aligned."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(f"\n{title}\n" + "\n".join("  ".join(map(str, r)) for r in [header, *rows]))
+        return
+    table = Table(title=title)
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i < left else "right")
+    for row in rows:
+        table.add_row(*map(str, row))
+    Console(width=200).print(table)

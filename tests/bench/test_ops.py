@@ -1,0 +1,102 @@
+"""bench.ops, the mixer benchmark: the plan comes from the catalogue (conf/mixer/*.yaml) and the
+layers' own theory, and a --quick run writes its JSON. No wall-clock assertions: timings on a
+shared CI machine are noise."""
+
+import json
+
+import pytest
+
+import mixers
+from bench import ops
+
+
+def _by_series(jobs):
+    by = {}
+    for j in jobs:
+        by.setdefault((j["mixer"], j["backend"]), []).append(j["n"])
+    return by
+
+
+def test_plan_covers_the_catalogue_caps_quadratic_mixers_and_adds_the_reference():
+    jobs, theory, skipped = ops.plan(ns=ops.NS, log=lambda *_: None)
+    assert set(theory) | set(skipped) == set(mixers.catalogue())
+    by = _by_series(jobs)
+    assert max(by[("attention", "auto")]) == 4096
+    assert max(by[("dense_recurrence", "auto")]) == 4096
+    assert max(by[("pow2", "auto")]) == 16384
+    assert max(by[("pow2", "reference")]) == 4096
+    assert ("linear_attention", "auto") in by
+
+
+def test_theory_exponents_follow_the_patterns():
+    _, theory, _ = ops.plan(["first_order", "kth_order", "pow2", "sq1", "dense_recurrence",
+                             "attention", "linear_attention"], log=lambda *_: None)
+    e = {m: t["exponent"] for m, t in theory.items()}
+    for m in ("first_order", "kth_order", "linear_attention"):
+        assert e[m] == pytest.approx(1.0, abs=0.02)
+    assert 1.05 < e["pow2"] < 1.2  # n log n
+    assert 1.4 < e["sq1"] < 1.6  # n sqrt n
+    for m in ("dense_recurrence", "attention"):
+        assert e[m] == pytest.approx(2.0, abs=0.02)
+    assert theory["sq1"]["bound"] == ops.exponent_bound(e["sq1"])
+
+
+def test_a_new_yaml_is_benchmarked_and_a_broken_one_is_skipped(monkeypatch):
+    cat = {"hybrid": {"name": "hybrid", "kind": "glr", "direct": "window(4)",
+                      "recurrent": "k**2 + 2", "cache_efficient": True},
+           "broken": {"name": "broken", "kind": "no_such_kind"}}
+    monkeypatch.setattr(mixers, "catalogue", lambda *a, **k: cat)
+    jobs, theory, skipped = ops.plan(ns=[256], log=lambda *_: None)
+    assert [(j["mixer"], j["backend"], j["n"]) for j in jobs] == [("hybrid", "auto", 256)]
+    assert "hybrid" in theory and "no_such_kind" in skipped["broken"]
+    with pytest.raises(ValueError, match="unknown mixer"):
+        ops.plan(["nope"], log=lambda *_: None)
+
+
+def test_targets_are_checked_from_records():
+    recs = [{"mixer": "pow2", "backend": b, "n": 4096, "fwd_s": t, "fwdbwd_s": 2 * t,
+             "peak_mem_bytes": m} for b, t, m in (("auto", 0.1, 10), ("reference", 2.0, 1000))]
+    fits = {"pow2": {"fwd": 1.0, "fwdbwd": 1.5, "ns": [1024, 2048, 4096]},
+            "sq1_cache": {"fwd": 1.5, "fwdbwd": 1.5, "ns": [256, 512]}}  # too small to check
+    theory = {"pow2": {"exponent": 1.1, "bound": ops.exponent_bound(1.1)},
+              "sq1": {"exponent": 1.5, "bound": ops.exponent_bound(1.5)},
+              "sq1_cache": {"exponent": 1.5, "bound": ops.exponent_bound(1.5)}}
+    t = ops.check_targets(recs, fits, theory)
+    assert t["pow2_speedup_fwd@4096"]["met"] is True
+    assert t["pow2_speedup_fwd@4096"]["value"] == pytest.approx(20.0)
+    assert t["pow2_memory_ratio@4096"]["met"] is True
+    assert t["exponent_fwd:pow2"]["met"] is True
+    assert t["exponent_fwdbwd:pow2"]["met"] is False
+    assert t["exponent_fwd:sq1"]["met"] is None  # not measured
+    assert t["exponent_fwd:sq1_cache"]["met"] is None and t["exponent_fwd:sq1_cache"]["value"]
+
+
+def test_quick_run_writes_json_and_plot(tmp_path):
+    out = tmp_path / "mixers.json"
+    rc = ops.main(["--quick", "--mixers", "first_order,pow2", "--max-n", "512",
+                   "--min-run-time", "0.005", "--out", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert set(result) >= {"records", "fits", "fits_min", "theory", "skipped", "machine",
+                           "targets", "settings"}
+    recs = result["records"]
+    assert {(r["mixer"], r["backend"], r["n"]) for r in recs} == {
+        (m, b, n) for m, b in (("first_order", "auto"), ("pow2", "auto"), ("pow2", "reference"))
+        for n in (256, 512)}
+    for r in recs:
+        assert "error" not in r and "memory_error" not in r, r
+        assert r["fwd_s"] > 0 and r["fwdbwd_s"] > 0 and r["fwd_min_s"] <= r["fwd_s"]
+        assert r["peak_mem_bytes"] >= 0 and r["peak_mem_fwd_bytes"] >= 0
+    assert set(result["fits"]) == {"first_order", "pow2", "pow2[reference]"}
+    assert isinstance(result["fits"]["pow2"]["fwd"], float)
+    assert result["machine"]["threads"] == 1 and result["machine"]["memory_method"]
+    assert result["targets"]["exponent_fwd:first_order"]["met"] is None  # n < 1024 only
+    assert result["targets"]["pow2_speedup_fwd@4096"]["met"] is None
+    assert (tmp_path / "time_vs_n.png").stat().st_size > 0
+    assert ops.main(["--from-json", str(out), "--markdown"]) == 0
+
+
+def test_the_command_line_rejects_an_unknown_mixer(capsys):
+    with pytest.raises(SystemExit):
+        ops.main(["--quick", "--mixers", "nope", "--out", "/nonexistent/x.json"])
+    assert "unknown mixer 'nope'" in capsys.readouterr().err
