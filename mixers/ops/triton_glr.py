@@ -55,12 +55,33 @@ _INTERPRETER_TILE = 1 << 16
 _MAX_BLOCK_K = {"gpu": 16, "interpreter": 64}
 
 # Registers per thread of the two scans (the larger of _glr_fwd_scan and _glr_bwd_scan), as
-# ptxas allocates them for sm_90 (`python -m mixers.ops.triton_glr --usage`, which compiles
-# every variant with Triton's own ptxas and prints this table), keyed by
-# (input dtype kind, BLOCK_C, BLOCK_D, num_warps). A missing key counts as 255 (the most).
-# Filled in below, after kernel_config.
-SCAN_REGS: dict[tuple[str, int, int, int], int] = {}
-_SHARED_PER_SM, _REGS_PER_SM, _MAX_WARPS_PER_SM, _MAX_BLOCKS_PER_SM = 233472, 65536, 64, 32
+# ptxas (Triton 3.9's) allocates them for sm_90, keyed by (input dtype kind: fp32, or fp16 for
+# bf16 / fp16, BLOCK_C, BLOCK_D, num_warps). `python -m mixers.ops.triton_glr --usage --dtypes
+# float32,bfloat16` compiles every variant and prints this table; the compile test fails when
+# it is stale. A missing key (float64, a test-only dtype on a GPU) counts as 255, the most.
+# 255 usually means spills: see docs/triton.md for the stack sizes.
+SCAN_REGS_TRITON = "3.9.0"  # the Triton that measured it
+SCAN_REGS: dict[tuple[str, int, int, int], int] = {
+    ('fp32', 16, 16, 4): 128, ('fp32', 16, 16, 8): 99, ('fp32', 16, 32, 4): 219,
+    ('fp32', 16, 32, 8): 127, ('fp32', 16, 64, 4): 235, ('fp32', 16, 64, 8): 128,
+    ('fp32', 16, 128, 4): 205, ('fp32', 16, 128, 8): 171,
+    ('fp32', 32, 16, 4): 243, ('fp32', 32, 16, 8): 161, ('fp32', 32, 32, 4): 247,
+    ('fp32', 32, 32, 8): 183, ('fp32', 32, 64, 4): 247, ('fp32', 32, 64, 8): 199,
+    ('fp32', 32, 128, 4): 255, ('fp32', 32, 128, 8): 222,
+    ('fp32', 64, 16, 4): 233, ('fp32', 64, 16, 8): 166, ('fp32', 64, 32, 4): 235,
+    ('fp32', 64, 32, 8): 167, ('fp32', 64, 64, 4): 255, ('fp32', 64, 64, 8): 224,
+    ('fp32', 64, 128, 4): 255, ('fp32', 64, 128, 8): 255,
+    ('fp16', 16, 16, 4): 122, ('fp16', 16, 16, 8): 101, ('fp16', 16, 32, 4): 182,
+    ('fp16', 16, 32, 8): 127, ('fp16', 16, 64, 4): 182, ('fp16', 16, 64, 8): 136,
+    ('fp16', 16, 128, 4): 223, ('fp16', 16, 128, 8): 136,
+    ('fp16', 32, 16, 4): 168, ('fp16', 32, 16, 8): 128, ('fp16', 32, 32, 4): 168,
+    ('fp16', 32, 32, 8): 177, ('fp16', 32, 64, 4): 229, ('fp16', 32, 64, 8): 169,
+    ('fp16', 32, 128, 4): 255, ('fp16', 32, 128, 8): 180,
+    ('fp16', 64, 16, 4): 190, ('fp16', 64, 16, 8): 168, ('fp16', 64, 32, 4): 237,
+    ('fp16', 64, 32, 8): 163, ('fp16', 64, 64, 4): 244, ('fp16', 64, 64, 8): 227,
+    ('fp16', 64, 128, 4): 255, ('fp16', 64, 128, 8): 255,
+}
+_REGS_PER_SM, _MAX_WARPS_PER_SM, _MAX_BLOCKS_PER_SM = 65536, 64, 32
 
 
 def interpreted() -> bool:
@@ -83,7 +104,8 @@ def _dtype_kind(dtype) -> str:
 
 def scan_programs_per_sm(dtype, block_c: int, block_d: int, num_warps: int) -> int:
     """How many scan programs one SM holds at once: registers (allocated per warp in units of
-    256) and warp slots; the scans' shared memory (at most 45 KiB) never binds before these."""
+    256) and warp slots; the scans' shared memory (up to 96 KiB) binds before these in no
+    variant (checked over all of them with `--usage`)."""
     regs = SCAN_REGS.get((_dtype_kind(dtype), block_c, block_d, num_warps), 255)
     per_warp = -(-regs * 32 // 256) * 256
     return max(1, min(_REGS_PER_SM // (per_warp * num_warps),
@@ -415,7 +437,8 @@ def _compile_variant(variant, capability=90):
     return variant, usage, None
 
 
-def compile_variants(variants=None, workers: int | None = None, capability: int = 90) -> list:
+def compile_variants(variants=None, workers: int | None = None, capability: int = 90,
+                     progress=None) -> list:
     """Compile variants (default: kernel_variants()) for a CUDA target without a GPU, in
     `workers` processes (default: every CPU). Returns (variant, usage, error or None) rows.
     Triton caches what it compiled, so a second run costs seconds."""
@@ -430,7 +453,12 @@ def compile_variants(variants=None, workers: int | None = None, capability: int 
         return [_compile_variant(v, capability) for v in variants]
     # spawn, not fork: the parent may have threads (torch), and each child imports the kernels
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        return list(pool.map(_compile_variant, variants, [capability] * len(variants)))
+        rows = []
+        for row in pool.map(_compile_variant, variants, [capability] * len(variants)):
+            rows.append(row)
+            if progress is not None:
+                progress(row)
+        return rows
 
 
 def _scan_regs_table(rows) -> dict:
@@ -450,13 +478,18 @@ def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=_main.__doc__)
     ap.add_argument("--usage", action="store_true")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--dtypes", default="float32,bfloat16,float64")
     args = ap.parse_args(argv)
-    rows = compile_variants(workers=args.workers)
-    bad = [r for r in rows if r[2]]
-    for (dtype, name, kw, _), usage, err in rows:
+
+    def show(row):
+        (dtype, name, kw, _), usage, err = row
         if args.usage or err:
             consts = {k: v for k, v in kw.items() if k not in ("ACC", "PREC")}
-            print(f"{str(dtype)[6:]:9} {name:15} {consts} {usage} {err or ''}")
+            print(f"{str(dtype)[6:]:9} {name:15} {consts} {usage} {err or ''}", flush=True)
+
+    dtypes = tuple(getattr(torch, name) for name in args.dtypes.split(","))
+    rows = compile_variants(kernel_variants(dtypes), workers=args.workers, progress=show)
+    bad = [r for r in rows if r[2]]
     if args.usage:
         print("SCAN_REGS.update({")
         for key, regs in sorted(_scan_regs_table(rows).items()):

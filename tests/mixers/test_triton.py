@@ -244,7 +244,7 @@ def test_kernel_config_one_wave_where_one_suffices(monkeypatch, dtype):
 def test_scan_regs_table_is_consistent():
     """The register table behind the occupancy model covers every (dtype, C, BLOCK_D, warps)
     a GPU call can choose, with values ptxas can give (<= 255)."""
-    for kind in ("fp32", "fp16", "fp64"):
+    for kind in ("fp32", "fp16"):  # float64 is not in the table: it counts as 255
         for c in (16, 32, 64):
             for bd in (16, 32, 64, 128):
                 for w in tg.SCAN_WARPS:
@@ -280,25 +280,33 @@ def _without_interpreter(code: str, timeout: int = 1200) -> subprocess.Completed
 @pytest.mark.skipif(DEVICE == "cuda", reason="with a GPU the kernels are compiled and run above")
 def test_kernels_compile_for_hopper():
     """Item 7 of issue 17. The interpreter compiles nothing: build every specialisation a GPU
-    launch can get (kernel_variants: float32, bfloat16, float64; chunks 16, 32, 64; head sizes
-    16-128; scan column blocks 16-128 and 4 or 8 warps; the four kernels) for sm_90 with
-    Triton's own ptxas, specialised as the JIT specialises a launch (alignment attributes
-    included), and check each fits a block's shared memory. Also: the register table of the
-    occupancy model is what ptxas gives now, and every tensor offset is 64-bit (item 6)."""
+    launch can get (kernel_variants: float32 and bfloat16; chunks 16, 32, 64; head sizes
+    16-128; scan column blocks 16-128 and 4 or 8 warps; the four kernels: 144 kernels) for
+    sm_90 with Triton's own ptxas, specialised as the JIT specialises a launch (alignment
+    attributes included), and check each fits a block's shared memory. float64 (a test-only
+    dtype on a GPU, and the slowest to compile) at the default launch only, every variant with
+    GLMIX_COMPILE_ALL=1. Also: the register table of the occupancy model is what ptxas gives
+    now, and every tensor offset is 64-bit (item 6)."""
     if not _has_ptxas():
         pytest.skip("this Triton has no NVIDIA backend with ptxas")
     code = """
-import torch
+import os, torch
 from mixers.ops import triton_glr as tg
-rows = tg.compile_variants()
+dtypes = tg.COMPILE_DTYPES if os.environ.get('GLMIX_COMPILE_ALL') else (torch.float32,
+                                                                          torch.bfloat16)
+rows = tg.compile_variants(tg.kernel_variants(dtypes))
 bad = [(v[0], v[1], v[2], err) for v, usage, err in rows if err]
 assert not bad, bad[:3]
 names = {v[1] for v, _, _ in rows}
 assert names == {'_glr_fwd_prep', '_glr_fwd_scan', '_glr_bwd_scan', '_glr_bwd_grads'}, names
-measured = tg._scan_regs_table(rows)
-stale = {k: (tg.SCAN_REGS.get(k), r) for k, r in measured.items() if tg.SCAN_REGS.get(k) != r}
-assert not stale, f"SCAN_REGS is stale (table, ptxas now): {stale}"
-# 64-bit offsets: no pointer in any kernel is advanced by a 32-bit offset tensor
+import triton
+if triton.__version__ == tg.SCAN_REGS_TRITON:  # another Triton allocates other registers
+    measured = tg._scan_regs_table(rows)
+    stale = {k: (tg.SCAN_REGS.get(k), r) for k, r in measured.items()
+             if k[0] != 'fp64' and tg.SCAN_REGS.get(k) != r}
+    assert not stale, f"SCAN_REGS is stale (table, ptxas now): {stale}"
+tg.compile_ahead(torch.float64, n=4096, d=64, bh=32, ka=4, kb=13)
+# 64-bit offsets: no pointer in any kernel is advanced by a 32-bit offset
 for dt in (torch.bfloat16, torch.float32):
     for name, k in tg.compile_ahead(dt, n=4096, d=64, bh=32, ka=4, kb=13).items():
         narrow = [l.strip() for l in k.asm['ttir'].splitlines()
