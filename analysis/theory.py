@@ -452,16 +452,18 @@ def _int_or_inf(x: float):
 
 def catalogue_table(n: int, names=None):
     """pattern_stats for every conf/mixer/*.yaml mixer of the pattern framework at length n, as
-    a pandas DataFrame (mixers outside the framework are left out)."""
+    a pandas DataFrame; the mixers outside the framework are listed in df.attrs["outside"]."""
     import pandas as pd
 
-    rows = []
+    rows, outside = [], []
     for name in names or _catalogue():
         try:
             rows.append(pattern_stats(name, n))
-        except ValueError:
-            continue
-    return pd.DataFrame(rows).set_index("name")
+        except ValueError:  # a layer without patterns (or a config its kind refuses)
+            outside.append(name)
+    df = pd.DataFrame(rows).set_index("name")
+    df.attrs["outside"] = outside
+    return df
 
 
 def layer_theory(mixer_config: Mapping, n: int, d_model: int, num_heads: int = 1) -> dict:
@@ -645,9 +647,14 @@ def _cell(v) -> str:
 
 def format_table(n: int) -> str:
     """The catalogue table at length n as Markdown (pandas to_markdown)."""
-    df = catalogue_table(n)[[key for key, _ in _COLUMNS]]
+    table = catalogue_table(n)
+    df = table[[key for key, _ in _COLUMNS]]
     df = df.rename(columns=dict(_COLUMNS)).map(_cell).rename_axis("mixer")
-    return f"n = {n}\n\n" + df.to_markdown(colalign=["left"] + ["right"] * len(_COLUMNS))
+    out = f"n = {n}\n\n" + df.to_markdown(colalign=["left"] + ["right"] * len(_COLUMNS))
+    if table.attrs["outside"]:
+        out += ("\n\nOutside the pattern framework (no patterns: see their layers' state_size): "
+                + ", ".join(table.attrs["outside"]))
+    return out
 
 
 def main(argv=None) -> int:

@@ -62,8 +62,8 @@ class GLRMixer(nn.Module):
         q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
         if self.direct.window is None and not self.has_recurrence:
             return self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
-        a_idx = self.direct.index(n).to(x.device)
-        b_idx = self.recurrent.index(n).to(x.device)
+        a_idx = self.direct.index_on(n, x.device)
+        b_idx = self.recurrent.index_on(n, x.device)
         scale = 1.0 / math.sqrt(self.head_dim)
         s = gather_dot(q, a_idx.clamp(min=0), k, n) * scale
         s = s.masked_fill(a_idx < 0, float("-inf"))

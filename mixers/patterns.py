@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 
 import torch
 
@@ -152,6 +152,10 @@ class RecurrentPattern:
         if key not in self._memo:
             self._memo[key] = self._build_index(n)
         return self._memo[key]
+
+    def index_on(self, n: int, device) -> torch.Tensor:
+        """index(n) on `device`, checked once: see _index_on."""
+        return _index_on(self, n, _device_key(device), True)
 
     def _build_index(self, n: int) -> torch.Tensor:
         f = torch.tensor(self.distances(n), dtype=torch.long)
@@ -289,6 +293,10 @@ class DirectPattern:
         idx = torch.arange(n).unsqueeze(1) - torch.arange(self.width(n))
         return torch.where(idx >= 0, idx, -1)
 
+    def index_on(self, n: int, device) -> torch.Tensor:
+        """index(n) on `device`, checked once: see _index_on."""
+        return _index_on(self, n, _device_key(device), False)
+
     def cache_size(self, n: int) -> int:
         """(k, v) pairs a decoder keeps between steps to decode n tokens."""
         return max(0, min(n - 1, self.width(n) - 1))
@@ -297,6 +305,37 @@ class DirectPattern:
         if self.window is None:
             return list(range(i + 1))
         return list(range(max(0, i - self.window + 2), i + 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# index tensors on a device, checked once
+
+
+def _device_key(device) -> torch.device:
+    """'cuda' and 'cuda:0' are one cache entry: the index a bare 'cuda' means is filled in."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+@lru_cache(maxsize=64)
+def _index_on(pattern, n: int, device: torch.device, strict: bool) -> torch.Tensor:
+    """The pattern's index tensor on `device`, built and checked once per (pattern, n, device).
+
+    A layer's forward needs it on every call: building it, checking its values on the device
+    (a device-to-host sync) and copying it over would cost every step. Patterns are
+    deterministic, so it is checked here once on the host, before the copy, and marked as
+    checked (mixers.ops.validate_index), which `glr` then trusts: no sync per call. Callers
+    must not modify it in place (a change would unmark it, and the next call would re-check).
+    At most 64 entries (a `full` direct index is n x n).
+    """
+    from mixers.ops import mark_checked, validate_index  # mixers.ops does not import patterns
+
+    idx = validate_index(pattern.index(n), strict=strict)
+    if idx.device == device:
+        return idx
+    return mark_checked(idx.to(device), strict=strict)  # a copy of the values checked above
 
 
 def make_direct(spec: str) -> DirectPattern:

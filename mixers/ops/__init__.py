@@ -28,11 +28,63 @@ OP_VERSION = 1
 """Bumped when the numbers a mixer computes change (the op, its coefficients, a layer's math):
 part of every run's identity (runners.schema), so results of older math are rerun."""
 
-__all__ = ["glr", "BACKENDS", "OP_VERSION", "poisoned_outputs", "check_inputs"]
+__all__ = ["glr", "BACKENDS", "OP_VERSION", "poisoned_outputs", "check_inputs",
+           "validate_index", "mark_checked"]
+
+# An index tensor whose values were checked carries (strict, version counter at the check) in
+# this attribute: `strict` for a recurrent pattern (entries < i), else causal (entries <= i).
+# An in-place change bumps the version, so the mark then no longer counts.
+_MARK = "_glr_index_checked"
+
+
+def _is_checked(idx: torch.Tensor, strict: bool) -> bool:
+    mark = getattr(idx, _MARK, None)
+    if mark is None or not (mark[0] or not strict):
+        return False
+    # torch.compile cannot read the version counter (it becomes a data-dependent symbol): while
+    # compiling, the mark alone counts
+    return torch.compiler.is_compiling() or mark[1] == idx._version
+
+
+def mark_checked(idx: torch.Tensor, strict: bool) -> torch.Tensor:
+    """Mark idx as checked without looking at it: only for an exact copy (e.g. on another
+    device) of a tensor that validate_index passed. Returns idx."""
+    setattr(idx, _MARK, (strict, idx._version))
+    return idx
+
+
+def validate_index(idx: torch.Tensor, strict: bool, name: str | None = None) -> torch.Tensor:
+    """Check the values of an index tensor [n, K] once, and mark it as checked (returned as is).
+
+    strict=False (a_idx): every entry -1 or in [0, i] (the direct part is causal); strict=True
+    (b_idx): -1 or in [0, i-1] (a recurrence reads only the past). On a CUDA tensor the check
+    waits for the device (one `bool()`), which is why it is done once per tensor: `glr` skips
+    tensors marked here, and patterns build theirs checked on the host
+    (`pattern.index_on(n, device)`), so a call of the op makes no device-to-host sync and can be
+    captured in a CUDA graph or by torch.compile.
+    """
+    name = name or ("b_idx" if strict else "a_idx")
+    if not _is_checked(idx, strict):
+        if idx.is_cuda and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(
+                f"glr: {name} has not been checked, and checking it now would wait for the GPU "
+                "inside a CUDA graph capture. Check it before the capture: build it with "
+                "pattern.index_on(n, device), or call mixers.ops.validate_index on it once.")
+        n = idx.shape[0]
+        pos = torch.arange(n, device=idx.device).unsqueeze(1)
+        top = pos - 1 if strict else pos
+        if idx.numel() and bool(((idx < -1) | (idx > top)).any()):
+            what = "[0, i-1] (recurrence reads the past)" if strict else \
+                "[0, i] (the direct part is causal)"
+            raise ValueError(f"glr: {name}[i] must lie in {{-1}} or {what}")
+        mark_checked(idx, strict)
+    return idx
 
 
 def check_inputs(v, alpha, a_idx, beta, b_idx):
-    """Raise ValueError naming the argument and the broken constraint."""
+    """Raise ValueError naming the argument and the broken constraint. Shapes and dtypes are
+    checked on every call (host-side metadata only); index values once per tensor (see
+    validate_index)."""
     if v.dim() != 4:
         raise ValueError(f"glr: v must be [batch, heads, n, d], got shape {tuple(v.shape)}")
     b, h, n, _ = v.shape
@@ -48,12 +100,8 @@ def check_inputs(v, alpha, a_idx, beta, b_idx):
                              f"got {tuple(coef.shape)}")
         if coef.dtype != v.dtype:
             raise ValueError(f"glr: {name} has dtype {coef.dtype}, v has {v.dtype}")
-    pos = torch.arange(n, device=a_idx.device).unsqueeze(1)
-    if a_idx.numel() and bool(((a_idx < -1) | (a_idx > pos)).any()):
-        raise ValueError("glr: a_idx[i] must lie in {-1} or [0, i] (the direct part is causal)")
-    pos = pos.to(b_idx.device)
-    if b_idx.numel() and bool(((b_idx < -1) | (b_idx >= pos)).any()):
-        raise ValueError("glr: b_idx[i] must lie in {-1} or [0, i-1] (recurrence reads the past)")
+    validate_index(a_idx, strict=False)
+    validate_index(b_idx, strict=True)
 
 
 def glr(v, alpha, a_idx, beta, b_idx, backend: str = "auto", chunk_size: int = 64):
@@ -62,9 +110,10 @@ def glr(v, alpha, a_idx, beta, b_idx, backend: str = "auto", chunk_size: int = 6
         raise ValueError(f"glr: backend must be one of {BACKENDS}, got {backend!r}")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"glr: chunk_size must be an integer >= 1, got {chunk_size!r}")
-    a_idx, b_idx = a_idx.to(v.device), b_idx.to(v.device)
+    # checked where they are (a CPU index tensor on the host, without waiting for the GPU), then
+    # moved: a no-op for the device tensors of pattern.index_on
     check_inputs(v, alpha, a_idx, beta, b_idx)
-    a_idx, b_idx = a_idx.long(), b_idx.long()
+    a_idx, b_idx = a_idx.to(v.device).long(), b_idx.to(v.device).long()
     if backend == "auto":
         backend = "triton" if v.is_cuda else "chunked"
     if backend == "reference":

@@ -36,19 +36,52 @@ except Exception as e:  # pragma: no cover - exercised only where Triton is miss
     _IMPORT_ERROR = e
 
 __all__ = ["glr_triton", "GLRTriton", "kernel_config", "launch_params", "compile_ahead",
-           "interpreted"]
+           "compile_kernel", "interpreted"]
 
 MAX_CHUNK = 64
+# columns per program of the scans, at most: a [C, 128] float32 tile is 32 registers per thread
+# at 8 warps besides the C x C inverse; wider heads split into several column blocks
+MAX_SCAN_BLOCK_D = 128
 # num_warps per kernel, and the size of the [C, BLOCK_K, BLOCK_D] gather tiles a program holds
 # at once (with their 64-bit pointers these set the register use): 32 elements per thread of
-# _TILE_WARPS warps on a GPU. Checked with ptxas for sm_90 (compile_ahead + cuobjdump): no spills
-# in bfloat16; the float32 prep kernel (3xTF32 products) spills a little. Large tiles in the
+# _TILE_WARPS warps on a GPU. The scans' num_warps is chosen per call by kernel_config (4 or 8,
+# from the occupancy the registers allow); the others are fixed. Large tiles in the
 # interpreter, where every op costs about the same whatever its size.
-_WARPS = {"prep": 4, "scan": 8, "bscan": 8, "grads": 8}
+_WARPS = {"prep": 4, "grads": 8}
+SCAN_WARPS = (8, 4)  # the candidates, in order of preference when they tie
 _TILE_WARPS = {"prep": 4, "scan": 8, "bscan": 4, "grads": 8}
 _GPU_TILE = 32 * 32  # elements per warp
 _INTERPRETER_TILE = 1 << 16
 _MAX_BLOCK_K = {"gpu": 16, "interpreter": 64}
+
+# Registers per thread of the two scans (the larger of _glr_fwd_scan and _glr_bwd_scan), as
+# ptxas (Triton 3.9's) allocates them for sm_90, keyed by (input dtype kind: fp32, or fp16 for
+# bf16 / fp16, BLOCK_C, BLOCK_D, num_warps). `python -m mixers.ops.triton_glr --usage --dtypes
+# float32,bfloat16` compiles every variant and prints this table; the compile test fails when
+# it is stale. A missing key (float64, a test-only dtype on a GPU) counts as 255, the most.
+# 255 usually means spills: see docs/triton.md for the stack sizes.
+SCAN_REGS_TRITON = "3.9.0"  # the Triton that measured it
+SCAN_REGS: dict[tuple[str, int, int, int], int] = {
+    ('fp32', 16, 16, 4): 128, ('fp32', 16, 16, 8): 99, ('fp32', 16, 32, 4): 219,
+    ('fp32', 16, 32, 8): 127, ('fp32', 16, 64, 4): 235, ('fp32', 16, 64, 8): 128,
+    ('fp32', 16, 128, 4): 205, ('fp32', 16, 128, 8): 171,
+    ('fp32', 32, 16, 4): 243, ('fp32', 32, 16, 8): 161, ('fp32', 32, 32, 4): 247,
+    ('fp32', 32, 32, 8): 183, ('fp32', 32, 64, 4): 247, ('fp32', 32, 64, 8): 199,
+    ('fp32', 32, 128, 4): 255, ('fp32', 32, 128, 8): 222,
+    ('fp32', 64, 16, 4): 233, ('fp32', 64, 16, 8): 166, ('fp32', 64, 32, 4): 235,
+    ('fp32', 64, 32, 8): 167, ('fp32', 64, 64, 4): 255, ('fp32', 64, 64, 8): 224,
+    ('fp32', 64, 128, 4): 255, ('fp32', 64, 128, 8): 255,
+    ('fp16', 16, 16, 4): 122, ('fp16', 16, 16, 8): 101, ('fp16', 16, 32, 4): 182,
+    ('fp16', 16, 32, 8): 127, ('fp16', 16, 64, 4): 182, ('fp16', 16, 64, 8): 136,
+    ('fp16', 16, 128, 4): 223, ('fp16', 16, 128, 8): 136,
+    ('fp16', 32, 16, 4): 168, ('fp16', 32, 16, 8): 128, ('fp16', 32, 32, 4): 168,
+    ('fp16', 32, 32, 8): 177, ('fp16', 32, 64, 4): 229, ('fp16', 32, 64, 8): 169,
+    ('fp16', 32, 128, 4): 255, ('fp16', 32, 128, 8): 180,
+    ('fp16', 64, 16, 4): 190, ('fp16', 64, 16, 8): 168, ('fp16', 64, 32, 4): 237,
+    ('fp16', 64, 32, 8): 163, ('fp16', 64, 64, 4): 244, ('fp16', 64, 64, 8): 227,
+    ('fp16', 64, 128, 4): 255, ('fp16', 64, 128, 8): 255,
+}
+_REGS_PER_SM, _MAX_WARPS_PER_SM, _MAX_BLOCKS_PER_SM = 65536, 64, 32
 
 
 def interpreted() -> bool:
@@ -60,34 +93,87 @@ def _pow2(x: int) -> int:
     return 1 << max(0, int(x) - 1).bit_length()
 
 
+def _kernel_chunk(chunk_size: int) -> int:
+    """The kernel chunk C: chunk_size rounded up to a power of two in [16, MAX_CHUNK]."""
+    return min(MAX_CHUNK, max(16, _pow2(chunk_size)))
+
+
+def _dtype_kind(dtype) -> str:
+    return {torch.float64: "fp64", torch.float32: "fp32"}.get(dtype, "fp16")  # bf16 too
+
+
+def scan_programs_per_sm(dtype, block_c: int, block_d: int, num_warps: int) -> int:
+    """How many scan programs one SM holds at once: registers (allocated per warp in units of
+    256) and warp slots; the scans' shared memory (up to 96 KiB) binds before these in no
+    variant (checked over all of them with `--usage`)."""
+    regs = SCAN_REGS.get((_dtype_kind(dtype), block_c, block_d, num_warps), 255)
+    per_warp = -(-regs * 32 // 256) * 256
+    return max(1, min(_REGS_PER_SM // (per_warp * num_warps),
+                      _MAX_WARPS_PER_SM // num_warps, _MAX_BLOCKS_PER_SM))
+
+
+def _scan_choice(bh: int, d_pad: int, block_c: int, num_sms: int, dtype, block_d, num_warps):
+    """(BLOCK_D, num_warps) of the two scans on a GPU of num_sms SMs.
+
+    The scans are sequential over chunks, one program per (batch-head, column block): their time
+    is about (number of waves) x (time of one program). So, over every column block in
+    [16, min(D_PAD, MAX_SCAN_BLOCK_D)] and num_warps in SCAN_WARPS (either may be fixed by the
+    caller): fewest waves, where a wave is num_sms x programs-per-SM programs (from the
+    registers ptxas gives that variant, SCAN_REGS); then fewest idle SMs; then the widest column
+    block (the least repeated work: each column block reloads T and the pattern); then the
+    preferred num_warps.
+    """
+    top = min(d_pad, MAX_SCAN_BLOCK_D)
+    widths = [block_d] if block_d is not None else \
+        [1 << k for k in range(4, top.bit_length()) if 1 << k <= top]
+    warps = [num_warps] if num_warps is not None else list(SCAN_WARPS)
+    best = None
+    for bd in widths:
+        for w in warps:
+            programs = bh * -(-d_pad // bd)
+            slots = num_sms * scan_programs_per_sm(dtype, block_c, bd, w)
+            key = (-(-programs // slots), max(0, num_sms - programs), -bd, warps.index(w))
+            if best is None or key < best[0]:
+                best = (key, bd, w)
+    return best[1], best[2]
+
+
 def kernel_config(n: int, d: int, bh: int, chunk_size: int, block_d: int | None = None,
-                  num_sms: int | None = None) -> dict:
-    """Block sizes (all tl.constexpr) for one call. Pure Python, so it is tested on the CPU.
+                  num_sms: int | None = None, dtype=torch.float32,
+                  num_warps: int | None = None) -> dict:
+    """Block sizes (all tl.constexpr) and the scans' num_warps for one call. Pure Python, so it
+    is tested on the CPU.
 
     BLOCK_C: the kernel chunk, chunk_size rounded to a power of two in [16, MAX_CHUNK].
     D_PAD: d rounded up to a power of two >= 16 (masked columns).
-    BLOCK_D: columns per program of the two sequential scans. The columns of Y are independent,
-        so the scans run on a (bh, D_PAD / BLOCK_D) grid: on a GPU with few (batch, head) pairs
-        the d axis is split until the grid about fills the SMs (never below 16 columns).
+    BLOCK_D, SCAN_WARPS: columns per program and warps of the two sequential scans. The columns
+        of Y are independent, so the scans run on a (bh, D_PAD / BLOCK_D) grid. On a GPU both
+        come from the occupancy model of _scan_choice (the grid split over d so that it fills the
+        SMs in as few waves as the registers allow); in the interpreter BLOCK_D = D_PAD (or
+        MAX_SCAN_BLOCK_D) and 8 warps. `block_d` / `num_warps` fix them.
     BLOCK_D_PREP, BLOCK_D_GRADS: the parallel kernels loop over D in blocks of these.
     """
-    block_c = min(MAX_CHUNK, max(16, _pow2(chunk_size)))
+    block_c = _kernel_chunk(chunk_size)
     d_pad = max(16, _pow2(d))
     interp = interpreted()
-    if block_d is None:
-        if num_sms is None or interp:
-            block_d = d_pad
-        else:
-            split = max(1, num_sms // max(1, bh))
-            block_d = max(16, min(d_pad, _pow2(-(-d_pad // split))))
-    if block_d < 16 or block_d & (block_d - 1) or block_d > d_pad:
-        raise ValueError(f"glr_triton: block_d must be a power of two in [16, {d_pad}], "
-                         f"got {block_d}")
+    if block_d is not None and (block_d < 16 or block_d & (block_d - 1)
+                                or block_d > min(d_pad, MAX_SCAN_BLOCK_D)):
+        raise ValueError(f"glr_triton: block_d must be a power of two in "
+                         f"[16, {min(d_pad, MAX_SCAN_BLOCK_D)}], got {block_d}")
+    if num_warps is not None and num_warps not in SCAN_WARPS:
+        raise ValueError(f"glr_triton: num_warps must be one of {SCAN_WARPS}, got {num_warps}")
+    if num_sms is None or interp:
+        block_d = block_d or min(d_pad, MAX_SCAN_BLOCK_D)
+        num_warps = num_warps or SCAN_WARPS[0]
+    else:
+        block_d, num_warps = _scan_choice(bh, d_pad, block_c, num_sms, dtype, block_d,
+                                          num_warps)
     return {
         "BLOCK_C": block_c,
         "LOG_C": int(math.log2(block_c)),
         "D_PAD": d_pad,
         "BLOCK_D": block_d,
+        "SCAN_WARPS": num_warps,
         "BLOCK_D_PREP": d_pad if interp else min(d_pad, 64),
         "BLOCK_D_GRADS": d_pad if interp else min(d_pad, 32),
         "NC": -(-n // block_c),
@@ -105,12 +191,13 @@ def _block_k(k: int, rows: int, cols: int, kernel: str, interp: bool) -> int:
 
 
 def _precision(dtype: torch.dtype) -> str:
-    """tl.dot input precision. float32 inputs: 3xTF32 (float32 accuracy on tensor cores; "ieee"
-    float32 dots of 64 x 64 blocks take ptxas minutes to compile). Half precision inputs: TF32
-    on the float32 intermediates, well below bf16 rounding. float64: exact."""
-    if dtype == torch.float64:
-        return "ieee"
-    return "tf32x3" if dtype == torch.float32 else "tf32"
+    """tl.dot input precision: 3xTF32 for float32 and half precision inputs alike (float32
+    accuracy on the tensor cores; "ieee" float32 dots of 64 x 64 blocks take ptxas minutes to
+    compile), IEEE for float64. Half precision inputs too: the dots multiply float32
+    intermediates (the inverse T, sums of weighted rows), and plain TF32 would truncate them to
+    a 10-bit mantissa; the inverse chains about log2 C such products, which puts TF32's error
+    at bfloat16's own half-ulp instead of well below it."""
+    return "ieee" if dtype == torch.float64 else "tf32x3"
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -155,18 +242,18 @@ def launch_params(cfg: dict, dtype: torch.dtype, ka: int, kb: int) -> dict:
     bd_prep, bd_grads = cfg["BLOCK_D_PREP"], cfg["BLOCK_D_GRADS"]
     # the scans: one program per (batch-head, column block), no software pipelining of loads
     # across the chunk loop (a chunk reads what the previous one stored)
-    scan = dict(common, BLOCK_D=bd, PREC=prec, num_warps=_WARPS["scan"], num_stages=1)
+    scan = dict(common, BLOCK_D=bd, PREC=prec, num_warps=cfg["SCAN_WARPS"], num_stages=1)
     return {
-        "_glr_fwd_prep": ((nc, bh), dict(
+        "_glr_fwd_prep": ((nc * bh,), dict(
             common, BLOCK_D=bd_prep, D_PAD=d_pad,
             BLOCK_KA=_block_k(ka, c, bd_prep, "prep", interp),
             BLOCK_KB=_block_k(kb, c, c, "prep", interp),
             LOG_C=cfg["LOG_C"], PREC=prec, num_warps=_WARPS["prep"])),
-        "_glr_fwd_scan": ((bh, d_pad // bd),
+        "_glr_fwd_scan": ((bh, -(-d_pad // bd)),
                           dict(scan, BLOCK_KB=_block_k(kb, c, bd, "scan", interp))),
-        "_glr_bwd_scan": ((bh, d_pad // bd),
+        "_glr_bwd_scan": ((bh, -(-d_pad // bd)),
                           dict(scan, BLOCK_KB=_block_k(kb, c, bd, "bscan", interp))),
-        "_glr_bwd_grads": ((nc, bh), dict(
+        "_glr_bwd_grads": ((nc * bh,), dict(
             common, BLOCK_D=bd_grads, D_PAD=d_pad,
             BLOCK_KA=_block_k(ka, c, bd_grads, "grads", interp),
             BLOCK_KB=_block_k(kb, c, bd_grads, "grads", interp), num_warps=_WARPS["grads"])),
@@ -209,7 +296,7 @@ def _backward(grad_y, v, alpha, a_idx, beta, b_idx, y, tinv, cfg):
     grid, kw = launch["_glr_bwd_scan"]
     _k._glr_bwd_scan[grid](z, g, tinv, be, bi, dv, n, kb, d, cfg["NC"], **kw)
     grid, kw = launch["_glr_bwd_grads"]
-    _k._glr_bwd_grads[grid](z, v, y, al, ai, be, bi, dal, dbe, dv, n, ka, kb, d, **kw)
+    _k._glr_bwd_grads[grid](z, v, y, al, ai, be, bi, dal, dbe, dv, n, ka, kb, d, cfg["NC"], **kw)
     if dv.dtype != v.dtype:
         dv = dv.to(v.dtype)
     return dv, dalpha, dbeta
@@ -220,42 +307,204 @@ _PTR_KIND = {  # pointer arguments of the kernels: "io" = the input dtype, "acc"
     "DBETA": "io", "AIDX": "idx", "BIDX": "idx", "U": "acc", "TINV": "acc", "Z": "acc",
     "DV": "acc",
 }
-_TRITON_TY = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16",
-              torch.float64: "fp64"}
+# shared memory per block on sm_90 (228 KiB per SM, 1 KiB of it reserved per block): a kernel
+# asking for more compiles but fails at launch, so compile_ahead checks it
+_MAX_SHARED = {90: 232448, 80: 166912}
+
+
+def _mock_args(fn, dtype: torch.dtype, ints: dict) -> list:
+    """The positional arguments of one launch of `fn`, tensors replaced by Triton's MockTensor
+    (a dtype and an aligned data pointer: real launches pass fresh or contiguous torch
+    allocations, 16-byte aligned), integers by their values (D's divisibility by 16 is part of
+    the specialisation)."""
+    from triton.runtime.jit import MockTensor
+
+    kinds = {"io": dtype, "acc": _acc_dtype(dtype), "idx": torch.int64}
+    return [MockTensor(kinds[_PTR_KIND[a]]) if a in _PTR_KIND else ints[a]
+            for a in fn.arg_names if a in _PTR_KIND or a in ints]
+
+
+def _resource_usage(cubin: bytes) -> dict:
+    """Registers, spill stores and shared memory of a cubin, from Triton's bundled cuobjdump
+    (without a GPU the driver, which reports them at load time, is not there)."""
+    import re
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    tool = str(tool) if tool.exists() else shutil.which("cuobjdump")
+    if tool is None:
+        return {}
+    import subprocess
+
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        out = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True,
+                             text=True).stdout
+    found = {k: int(v) for k, v in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", out)}
+    return {"regs": found.get("REG"), "spill_bytes": found.get("LOCAL", 0),
+            "stack": found.get("STACK", 0)}
+
+
+def compile_kernel(name: str, kw: dict, dtype: torch.dtype, ints: dict, capability: int = 90):
+    """Compile one kernel for a CUDA target without a GPU (Triton's own ptxas), exactly as the
+    JIT would specialise it at a launch with these arguments: the launch's constexprs and
+    options, the same `do_not_specialize` integers, and the alignment attributes the JIT derives
+    from the pointers and from D. Uses the JIT's own binder (Triton >= 3.4 internals)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, make_backend
+    from triton.runtime.jit import create_function_from_signature
+
+    fn = getattr(_k, name)
+    target = GPUTarget("cuda", capability, 32)
+    backend = make_backend(target)
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    kw = dict(kw)
+    bound, specialization, options = binder(*_mock_args(fn, dtype, ints), **kw)
+    options, signature, constexprs, attrs = fn._pack_args(backend, kw, bound, specialization,
+                                                          options)
+    src = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    return triton.compile(src, target=target, options=options.__dict__)
 
 
 def compile_ahead(dtype=torch.bfloat16, n=4096, d=64, bh=32, ka=1, kb=13, chunk_size=64,
-                  capability=90, num_sms=132) -> dict:
-    """Compile the four kernels for a CUDA target without a GPU (Triton's own ptxas), with the
-    launch parameters a call of that shape would use on a GPU of `num_sms` SMs. A CPU-side check
-    that the kernels build for the real backend, which the interpreter does not exercise. Must
-    run in a process where TRITON_INTERPRET is unset. Returns kernel name -> compiled kernel.
+                  capability=90, num_sms=132, block_d=None, usage=False) -> dict:
+    """Compile the four kernels for a CUDA target without a GPU, with the launch parameters a
+    call of that shape would use on a GPU of `num_sms` SMs (see compile_kernel). A CPU-side
+    check that the kernels build for the real backend, which the interpreter does not exercise.
+    Raises when a kernel needs more shared memory than a block may have. Must run in a process
+    where TRITON_INTERPRET is unset. Returns kernel name -> compiled kernel, or with
+    usage=True kernel name -> (compiled kernel, registers / spills / shared memory).
     """
     if interpreted() or not hasattr(_k._glr_fwd_scan, "arg_names"):
         raise RuntimeError("compile_ahead: run it without TRITON_INTERPRET (a fresh process)")
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    cfg = kernel_config(n, d, bh, chunk_size, num_sms=num_sms)
-    types = {"io": "*" + _TRITON_TY[dtype], "acc": "*" + _TRITON_TY[_acc_dtype(dtype)],
-             "idx": "*i64"}
+    cfg = kernel_config(n, d, bh, chunk_size, block_d=block_d, num_sms=num_sms, dtype=dtype)
+    ints = {"n": n, "KA": ka, "KB": kb, "D": d, "NC": cfg["NC"]}
     out = {}
     for name, (_, kw) in launch_params(cfg, dtype, ka, kb).items():
-        fn = getattr(_k, name)
-        options = {k: kw.pop(k) for k in ("num_warps", "num_stages") if k in kw}
-        signature = {a: ("constexpr" if a in kw else types[_PTR_KIND[a]] if a in _PTR_KIND
-                         else "i32") for a in fn.arg_names}
-        src = ASTSource(fn=fn, signature=signature, constexprs=kw)
-        out[name] = triton.compile(src, target=GPUTarget("cuda", capability, 32),
-                                   options=options)
+        kernel = compile_kernel(name, kw, dtype, ints, capability)
+        shared = kernel.metadata.shared
+        limit = _MAX_SHARED.get(capability)
+        if limit is not None and shared > limit:
+            raise RuntimeError(f"compile_ahead: {name} ({dtype}, {kw}) needs {shared} bytes of "
+                               f"shared memory, more than the {limit} a block may have")
+        out[name] = (kernel, dict(_resource_usage(kernel.asm["cubin"]), shared=shared)) \
+            if usage else kernel
     return out
+
+
+COMPILE_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
+
+
+def kernel_variants(dtypes=COMPILE_DTYPES, chunks=(16, 32, MAX_CHUNK),
+                    d_pads=(16, 32, 64, MAX_SCAN_BLOCK_D), warps=SCAN_WARPS) -> list:
+    """Every distinct specialisation a GPU launch can get, deduplicated: for each dtype, kernel
+    chunk, head size (d = D_PAD, divisible by 16 as most are), scan column block in [16, D_PAD]
+    and scan num_warps, the four kernels with the launch parameters of launch_params. Pattern
+    widths at their largest (2048): BLOCK_KA / BLOCK_KB at the tile cap, the biggest tiles; a
+    narrower pattern gets the same code with a smaller tile. A list of (dtype, kernel name,
+    launch keyword arguments, integer arguments)."""
+    out, seen = [], set()
+    for dtype in dtypes:
+        for c in chunks:
+            for d_pad in d_pads:
+                for bd in (b for b in (16, 32, 64, 128) if b <= min(d_pad, MAX_SCAN_BLOCK_D)):
+                    for w in warps:
+                        cfg = kernel_config(4 * c + 1, d_pad, 1, c, block_d=bd, num_sms=1,
+                                            dtype=dtype, num_warps=w)
+                        ints = {"n": 4 * c + 1, "KA": 2048, "KB": 2048, "D": d_pad,
+                                "NC": cfg["NC"]}
+                        for name, (_, kw) in launch_params(cfg, dtype, 2048, 2048).items():
+                            key = (str(dtype), name, tuple(sorted(map(str, kw.items()))))
+                            if key not in seen:
+                                seen.add(key)
+                                out.append((dtype, name, kw, ints))
+    return out
+
+
+def _compile_variant(variant, capability=90):
+    dtype, name, kw, ints = variant
+    try:
+        kernel = compile_kernel(name, kw, dtype, ints, capability)
+    except Exception as e:  # reported, with the variant, by compile_variants
+        return variant, None, f"{type(e).__name__}: {str(e)[-2000:]}"
+    usage = dict(_resource_usage(kernel.asm["cubin"]), shared=kernel.metadata.shared)
+    limit = _MAX_SHARED.get(capability)
+    if limit is not None and usage["shared"] > limit:
+        return variant, usage, f"needs {usage['shared']} bytes of shared memory (> {limit})"
+    return variant, usage, None
+
+
+def compile_variants(variants=None, workers: int | None = None, capability: int = 90,
+                     progress=None) -> list:
+    """Compile variants (default: kernel_variants()) for a CUDA target without a GPU, in
+    `workers` processes (default: every CPU). Returns (variant, usage, error or None) rows.
+    Triton caches what it compiled, so a second run costs seconds."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    if interpreted():
+        raise RuntimeError("compile_variants: run it without TRITON_INTERPRET (a fresh process)")
+    variants = kernel_variants() if variants is None else variants
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        return [_compile_variant(v, capability) for v in variants]
+    # spawn, not fork: the parent may have threads (torch), and each child imports the kernels
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        rows = []
+        for row in pool.map(_compile_variant, variants, [capability] * len(variants)):
+            rows.append(row)
+            if progress is not None:
+                progress(row)
+        return rows
+
+
+def _scan_regs_table(rows) -> dict:
+    table: dict = {}
+    for (dtype, name, kw, _), usage, _err in rows:
+        if name in ("_glr_fwd_scan", "_glr_bwd_scan") and usage and usage.get("regs"):
+            key = (_dtype_kind(dtype), kw["BLOCK_C"], kw["BLOCK_D"], kw["num_warps"])
+            table[key] = max(table.get(key, 0), usage["regs"])
+    return table
+
+
+def _main(argv=None) -> int:
+    """Compile every kernel variant for sm_90 without a GPU; report the failures, and with
+    --usage the registers, spills and shared memory of each and the SCAN_REGS table."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=_main.__doc__)
+    ap.add_argument("--usage", action="store_true")
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--dtypes", default="float32,bfloat16,float64")
+    args = ap.parse_args(argv)
+
+    def show(row):
+        (dtype, name, kw, _), usage, err = row
+        if args.usage or err:
+            consts = {k: v for k, v in kw.items() if k not in ("ACC", "PREC")}
+            print(f"{str(dtype)[6:]:9} {name:15} {consts} {usage} {err or ''}", flush=True)
+
+    dtypes = tuple(getattr(torch, name) for name in args.dtypes.split(","))
+    rows = compile_variants(kernel_variants(dtypes), workers=args.workers, progress=show)
+    bad = [r for r in rows if r[2]]
+    if args.usage:
+        print("SCAN_REGS.update({")
+        for key, regs in sorted(_scan_regs_table(rows).items()):
+            print(f"    {key}: {regs},")
+        print("})")
+    print(f"{len(rows)} variants compiled, {len(bad)} failed")
+    return 1 if bad else 0
 
 
 class GLRTriton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, v, alpha, a_idx, beta, b_idx, chunk_size, block_d):
+    def forward(ctx, v, alpha, a_idx, beta, b_idx, chunk_size, block_d, num_warps):
         b, h, n, d = v.shape
-        cfg = kernel_config(n, d, b * h, chunk_size, block_d, _num_sms(v.device))
+        cfg = kernel_config(n, d, b * h, chunk_size, block_d, _num_sms(v.device), v.dtype,
+                            num_warps)
         vf, af, ai, bf, bi = _prepare(v, alpha, a_idx, beta, b_idx)
         y, tinv = _forward(vf, af, ai, bf, bi, cfg)
         ctx.save_for_backward(vf, af, ai, bf, bi, y, tinv)
@@ -270,7 +519,7 @@ class GLRTriton(torch.autograd.Function):
         dv, dalpha, dbeta = _backward(grad_y, vf, af, ai, bf, bi, y, tinv, ctx.cfg)
         v_shape, a_shape, b_shape = ctx.shapes
         return (dv.view(v_shape), dalpha.view(a_shape), None, dbeta.view(b_shape), None, None,
-                None)
+                None, None)
 
 
 def _check_runnable(v: torch.Tensor):
@@ -288,22 +537,31 @@ def _check_runnable(v: torch.Tensor):
         raise ValueError(f"glr backend 'triton': unsupported dtype {v.dtype}")
 
 
-def _check_sizes(n: int, ka: int, kb: int):
-    # the kernels index the [n, K] pattern tensors with 32-bit offsets
-    if n * max(ka, kb, 1) >= 2**31:
-        raise ValueError(f"glr backend 'triton': n * K = {n} * {max(ka, kb)} >= 2^31 entries in a "
-                         "pattern tensor, beyond the kernels' 32-bit offsets")
+def _check_sizes(n: int, bh: int, block_c: int):
+    """The one size limit left: the parallel kernels' 1-D grid of NC * BH programs (grid axis 0
+    holds up to 2^31 - 1). Offsets are 64-bit in every kernel, so n * d and n * K are free."""
+    programs = -(-n // block_c) * bh
+    if programs >= 2**31:
+        raise ValueError(f"glr backend 'triton': {-(-n // block_c)} chunks x {bh} batch-heads = "
+                         f"{programs} programs, beyond a CUDA grid's 2^31 - 1; use a larger "
+                         "chunk_size or split the batch")
 
 
-def glr_triton(v, alpha, a_idx, beta, b_idx, chunk_size: int = 64, *, block_d: int | None = None):
+def glr_triton(v, alpha, a_idx, beta, b_idx, chunk_size: int = 64, *, block_d: int | None = None,
+               num_warps: int | None = None):
     """Y = (I - B)^{-1} A V with Triton kernels; differentiable in v, alpha and beta.
 
-    block_d: columns per program of the sequential scans (a power of two >= 16); default: d
-    split so the grid about fills the GPU. Inputs are checked by `mixers.ops.glr`; call that.
+    block_d, num_warps: columns per program (a power of two in [16, 128]) and warps (4 or 8) of
+    the sequential scans; default: kernel_config's occupancy model. Inputs are checked by
+    `mixers.ops.glr`; call that.
     """
     _check_runnable(v)
-    _check_sizes(v.shape[-2], a_idx.shape[1], b_idx.shape[1])
+    _check_sizes(v.shape[-2], v.shape[0] * v.shape[1], _kernel_chunk(chunk_size))
     if v.shape[-2] == 0 or v.shape[0] * v.shape[1] == 0:
         # nothing to compute, but keep the result connected to the graph
         return v * 0 + (alpha.sum() + beta.sum()) * 0
-    return GLRTriton.apply(v, alpha, a_idx, beta, b_idx, int(chunk_size), block_d)
+    return GLRTriton.apply(v, alpha, a_idx, beta, b_idx, int(chunk_size), block_d, num_warps)
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

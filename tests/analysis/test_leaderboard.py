@@ -278,3 +278,12 @@ def test_page_names_no_absolute_path(tmp_path, monkeypatch):
     assert main([str(root), "--no-plots", "--out", str(tmp_path / "o")]) == 0
     page = (tmp_path / "o" / "leaderboard.html").read_text()
     assert str(tmp_path) not in page and "from r." in page
+
+
+def test_unknown_kind_gets_no_theory_not_attentions(tmp_path):
+    root = tmp_path / "r"
+    cfg = {**catalogue()["attention"], "kind": "mystery"}
+    write(root, make_result("mqar-64", "attention", 0, 1e-3, 0.5, 0.5, mixer_config=cfg))
+    table = build_leaderboard(root)
+    for col in ("reads/token", "cache", "state floats", "hops", "congestion"):
+        assert math.isnan(table.loc["attention", col]), col

@@ -39,7 +39,10 @@ def test_step_matches_parallel_forward(name, n):
     x = torch.randn(2, n, 24)
     y = mixer(x)
     assert y.shape == x.shape
-    y_steps, _ = decode(mixer, x)
+    try:
+        y_steps, _ = decode(mixer, x)
+    except NotImplementedError as e:  # a baseline with no recurrent form here (docs/mixers.md)
+        pytest.skip(str(e))
     torch.testing.assert_close(y_steps, y, atol=1e-5, rtol=1e-5)
 
 
