@@ -15,18 +15,18 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 import importlib
+import math
 import multiprocessing as mp
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import time
 import timeit
 import traceback
 from pathlib import Path
 
-import numpy as np
+from analysis import stats
+from runners import machine
 
 __all__ = [
     "ROOT", "FIT_MIN_N", "CHILD_TIMEOUT_S", "CLOCKS", "run_isolated", "set_preload", "time_calls",
@@ -192,59 +192,31 @@ def peak_rss(run) -> tuple[int, str]:
 
 
 def fit_exponent(ns, times, min_n: int = FIT_MIN_N):
-    """Slope of log t against log n (least squares) over n >= min_n, all points when fewer than
-    two qualify. Returns (exponent, fitted ns), or (None, ns) with fewer than two usable points."""
-    pts = sorted((n, t) for n, t in zip(ns, times) if t is not None and t > 0)
-    use = [p for p in pts if p[0] >= min_n]
-    if len(use) < 2:
-        use = pts
-    if len(use) < 2:
-        return None, [p[0] for p in use]
-    x = np.log([p[0] for p in use])
-    y = np.log([p[1] for p in use])
-    return float(np.polyfit(x, y, 1)[0]), [p[0] for p in use]
+    """analysis.stats.fit_exponent over n >= min_n, or over all points when fewer than two
+    lengths qualify (a --quick run). Returns (exponent, fitted ns), or (None, ns) with fewer
+    than two usable points."""
+    fit = stats.fit_exponent(ns, times, min_n)
+    if len(fit.ns) < 2:
+        usable = [n for n, t in zip(ns, times) if t is not None and t > 0]
+        fit = stats.fit_exponent(ns, times, min(usable, default=min_n))
+    return (None if math.isnan(fit.exponent) else fit.exponent), list(fit.ns)
 
 
 # ----------------------------------------------------------------------------------------------
-# machine and git
+# machine and git: runners.machine, with what a benchmark adds
 
 
 def git_state(paths=("mixers", "bench")) -> dict | None:
     """The commit measured, and the files under `paths` that differ from it (None outside git)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": head, "modified": [ln[3:] for ln in dirty.splitlines()]}
-
-
-def cpu_model() -> str:
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f
-                          if ln.startswith("model name")), model)
-    except OSError:
-        pass
-    return model or platform.machine()
+    return machine.git_state(tuple(paths))
 
 
 def machine_info(threads: int, git_paths=("mixers", "bench")) -> dict:
-    """Date, commit, CPU, memory, versions, threads and load: where and on what a run was made."""
-    import torch
-
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        mem = None
+    """runners.machine's machine block, with the commit, threads and load of this benchmark."""
     return {
+        **machine.machine_info(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git": git_state(git_paths),
-        "platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-        "memory_bytes": mem, "python": platform.python_version(), "torch": torch.__version__,
         "threads": threads, "loadavg_start": list(os.getloadavg()),
         "note": "wall-clock times on a possibly shared machine: see loadavg_start/_end",
     }
@@ -273,11 +245,10 @@ def fmt_exp(e) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub Markdown table (pandas' to_markdown needs `tabulate`, which glmix does not
-    require)."""
-    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join("---" for _ in header)
-             + "|"]
-    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+    """A GitHub Markdown table, through pandas."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=header).to_markdown(index=False)
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]], left: int = 1) -> None:
