@@ -18,14 +18,15 @@ q, k: [batch, heads, n, dk]; v: [batch, heads, n, dv]; alpha, a_idx, beta, b_idx
                n * dk * dv floats held for the states and again for their gradient
     chunked    per chunk of C rows: the in-chunk part of M by one C x C solve, and matrix states
                kept only at the positions a later chunk reads (docs/design.md 1.4)
-    auto       chunked (the faster of the two at n = 256..4096, dk = dv = 32: docs/mixers.md)
+    auto       chunked, or flat where the chunks read many past states (`auto_backend`): the
+               faster of the two at n = 256..4096, dk = dv = 32 (docs/mixers.md)
 """
 
 from __future__ import annotations
 
 import torch
 
-from .common import mask_padding, new_buffer
+from .common import mask_padding
 from .reference import dense_matrix
 
 BACKENDS_EXPANDED = ("auto", "reference", "recurrent", "chunked", "flat")
@@ -63,7 +64,7 @@ def glr_expanded(q, k, v, alpha, a_idx, beta, b_idx, backend: str = "auto",
     _check(q, k, v, alpha, a_idx, beta, b_idx)
     a_idx, b_idx = a_idx.long(), b_idx.long()
     if backend == "auto":
-        backend = "chunked"
+        backend = auto_backend(b_idx, chunk_size)
     if backend == "reference":
         return expanded_reference(q, k, v, alpha, a_idx, beta, b_idx)
     if backend == "recurrent":
@@ -71,6 +72,32 @@ def glr_expanded(q, k, v, alpha, a_idx, beta, b_idx, backend: str = "auto",
     if backend == "flat":
         return expanded_flat(q, k, v, alpha, a_idx, beta, b_idx, chunk_size)
     return expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, chunk_size)
+
+
+#: `auto` takes `flat` when the chunks read more past states than this many chunk sizes on
+#: average: measured crossover (docs/mixers.md, bench/expanded.py, dk = dv = 32, C = 64) between
+#: plain pow2 (about 5 C at n = 4096, chunked faster) and plain sq1 (about 27 C, flat faster)
+AUTO_FLAT_ABOVE = 8
+
+
+def mean_past_reads(b_idx: torch.Tensor, chunk_size: int) -> float:
+    """The mean over chunks of |P_c|, the distinct earlier-chunk positions a chunk reads: the
+    chunked form's work is about n * (C + |P_c|) * dk * dv, the flat form's about n * dk * dv
+    times a constant that hardly depends on the pattern."""
+    n = b_idx.shape[0]
+    if n == 0 or b_idx.numel() == 0:
+        return 0.0
+    chunk = (torch.arange(n, device=b_idx.device) // chunk_size).unsqueeze(1).expand_as(b_idx)
+    crossing = (b_idx >= 0) & (b_idx < chunk * chunk_size)
+    keys = chunk[crossing] * n + b_idx[crossing]
+    return torch.unique(keys).numel() / -(-n // chunk_size)
+
+
+def auto_backend(b_idx: torch.Tensor, chunk_size: int) -> str:
+    """`chunked` unless its states are read too widely (plain sq1, dense at long n): `flat`."""
+    if mean_past_reads(b_idx, chunk_size) > AUTO_FLAT_ABOVE * chunk_size:
+        return "flat"
+    return "chunked"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -180,11 +207,14 @@ def expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, chunk_size: int = 64):
     """
     bsz, h, n, dk = q.shape
     dv = v.shape[-1]
-    out = new_buffer(v.shape, v)
+    # the chunks' outputs are concatenated, not written into a buffer: the backward of each
+    # slice assignment would clone the whole gradient, O(n^2 / C) over all chunks
+    outs: list[torch.Tensor] = []
     stored = crossing_reads(b_idx, chunk_size)  # positions whose state is kept, ascending
     slot = torch.full((n,), -1, dtype=torch.long, device=v.device)
     slot[stored] = torch.arange(stored.numel(), device=v.device)
     chunks_of_states: list[torch.Tensor] = []  # [b, h, r, dk * dv] per chunk, in slot order
+    first_slot: list[int] = []  # the slot of each of those tensors' first state
     for s in range(0, n, chunk_size):
         e = min(n, s + chunk_size)
         rows = e - s
@@ -219,10 +249,14 @@ def expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, chunk_size: int = 64):
         T = None
         if read_pos.numel():
             G = solved[..., e - lo:]
-            S_p = torch.cat(chunks_of_states, dim=2)[:, :, slot[read_pos]]  # [b, h, p, dk*dv]
-            T = G @ S_p  # [b, h, rows, dk * dv]: sum_p G[i, p] S_p
+            # T = sum_p G[i, p] S_p  [b, h, rows, dk * dv], piece by piece over the stored states
+            T = None
+            for lo_col, hi_col, S_p in _state_pieces(chunks_of_states, first_slot,
+                                                     slot[read_pos]):
+                part = G[..., lo_col:hi_col] @ S_p
+                T = part if T is None else T + part
             o = o + (qc.unsqueeze(-2) @ T.view(bsz, h, rows, dk, dv)).squeeze(-2)
-        out[:, :, s:e] = o
+        outs.append(o)
         # the states of this chunk that later chunks read
         keep = stored[(stored >= s) & (stored < e)] - s
         if keep.numel():
@@ -231,5 +265,25 @@ def expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, chunk_size: int = 64):
             S_k = S_k.reshape(bsz, h, keep.numel(), dk * dv)
             if T is not None:
                 S_k = S_k + T[:, :, keep]
+            first_slot.append(int(slot[keep[0] + s]))
             chunks_of_states.append(S_k)
-    return out
+    return torch.cat(outs, dim=2) if outs else v.new_zeros(v.shape)
+
+
+def _state_pieces(chunks, first_slot, slots):
+    """The stored states at `slots` (ascending) as (first column, end column, [b, h, m, dk*dv])
+    pieces, one per chunk that holds some of them. A run of consecutive states is a view, not a
+    copy: for plain pow2 the far reads of one chunk are two such runs, and a gathered copy of
+    every state read would be kept for the backward of each chunk (n * dk * dv floats per
+    chunk)."""
+    owner = torch.searchsorted(torch.tensor(first_slot, device=slots.device), slots, right=True) - 1
+    col = 0
+    for c in torch.unique_consecutive(owner).tolist():
+        local = slots[owner == c] - first_slot[c]
+        m = local.numel()
+        lo = int(local[0])
+        if int(local[-1]) - lo + 1 == m:  # consecutive (slots are unique and ascending)
+            yield col, col + m, chunks[c][:, :, lo:lo + m]
+        else:
+            yield col, col + m, chunks[c][:, :, local]
+        col += m

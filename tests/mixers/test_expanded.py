@@ -242,3 +242,17 @@ def test_bad_inputs_are_named():
         glr_expanded(q, k, v, alpha, a_idx, beta, b_idx, backend="triton")
     with pytest.raises(ValueError, match="b_idx"):
         glr_expanded(q, k, v, alpha, a_idx, beta, torch.zeros(5, 1, dtype=torch.long))
+
+
+def test_auto_keeps_the_measured_faster_backend():
+    # docs/mixers.md: chunked where chunks read few past states, flat for plain sq1 / dense at
+    # long n (their chunks read most of the past)
+    from mixers.ops.expanded import auto_backend
+
+    def pick(name, ce, n):
+        return auto_backend(make_pattern(name, cache_efficient=ce).index(n), 64)
+
+    assert {pick(p, ce, 4096) for p, ce in [("first", False), ("pow2", False), ("pow2", True),
+                                            ("sq1", True)]} == {"chunked"}
+    assert pick("sq1", False, 4096) == pick("dense", False, 4096) == "flat"
+    assert pick("sq1", False, 256) == "chunked"
