@@ -31,7 +31,7 @@ from torch import nn
 from .config import MixerConfig
 from .layers import _merge_heads, _split_heads
 from .ops.chunked import gather_dot
-from .ops.expanded import glr_expanded
+from .ops.expanded import BACKENDS_EXPANDED, glr_expanded
 from .patterns import make_direct, make_pattern
 from .registry import register_kind
 
@@ -182,6 +182,9 @@ def _build_expanded(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module
     if params:
         raise ValueError(f"mixer.params: kind 'expanded' takes only 'coefficients' "
                          f"({' | '.join(COEFFICIENT_RULES)}), got {sorted(params)}")
+    if cfg.backend not in BACKENDS_EXPANDED:
+        raise ValueError(f"mixer.backend: kind 'expanded' runs on {BACKENDS_EXPANDED} "
+                         f"(glr_expanded has no Triton backend), got {cfg.backend!r}")
     return ExpandedMixer(d_model, num_heads, direct=cfg.direct, recurrent=cfg.recurrent,
                          cache_efficient=cfg.cache_efficient, chunk_size=cfg.chunk_size,
                          backend=cfg.backend, coefficients=rule)

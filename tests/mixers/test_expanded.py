@@ -225,6 +225,7 @@ def test_joint_softmax_keeps_outputs_bounded():
     ({"kind": "expanded", "direct": "self", "params": {"coefficients": "gate"}},
      "coefficients must be one of"),
     ({"kind": "expanded", "direct": "self", "params": {"expand": 2}}, "takes only 'coefficients'"),
+    ({"kind": "expanded", "direct": "self", "backend": "triton"}, "no Triton backend"),
 ])
 def test_bad_configs(cfg, message):
     with pytest.raises(ValueError, match=message):
