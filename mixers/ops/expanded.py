@@ -207,28 +207,30 @@ def expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, chunk_size: int = 64):
     """
     bsz, h, n, dk = q.shape
     dv = v.shape[-1]
-    # the chunks' outputs are concatenated, not written into a buffer: the backward of each
-    # slice assignment would clone the whole gradient, O(n^2 / C) over all chunks
+    # inputs split once, outputs concatenated once: a slice of a whole tensor per chunk (or a
+    # write into a whole-length buffer) costs a whole-length gradient in the backward, O(n^2 / C)
+    # over all chunks
+    qs, ks_, vs_, alphas, betas = (t.split(chunk_size, dim=2) for t in (q, k, v, alpha, beta))
     outs: list[torch.Tensor] = []
     stored = crossing_reads(b_idx, chunk_size)  # positions whose state is kept, ascending
     slot = torch.full((n,), -1, dtype=torch.long, device=v.device)
     slot[stored] = torch.arange(stored.numel(), device=v.device)
     chunks_of_states: list[torch.Tensor] = []  # [b, h, r, dk * dv] per chunk, in slot order
     first_slot: list[int] = []  # the slot of each of those tensors' first state
-    for s in range(0, n, chunk_size):
+    for ci, s in enumerate(range(0, n, chunk_size)):
         e = min(n, s + chunk_size)
         rows = e - s
         # the direct part: a dense block over the span [lo, e) of columns the chunk reads
         a_rows = a_idx[s:e]
         a_valid = a_rows >= 0
         lo = int(a_rows[a_valid].min()) if bool(a_valid.any()) else s
-        coef_a, _, _ = mask_padding(alpha[:, :, s:e], a_rows)
+        coef_a, _, _ = mask_padding(alphas[ci], a_rows)
         cols_a = torch.where(a_valid, a_rows - lo, 0)
         block_a = coef_a.new_zeros(bsz, h, rows, e - lo).scatter_add_(
             -1, cols_a.expand(coef_a.shape), coef_a)
         # the recurrence: entries inside the chunk form L, the others read stored states
         b_rows = b_idx[s:e]
-        coef_b, _, b_valid = mask_padding(beta[:, :, s:e], b_rows)
+        coef_b, _, b_valid = mask_padding(betas[ci], b_rows)
         inside = b_valid & (b_rows >= s)
         past = b_valid & (b_rows < s)
         block_b = coef_b.new_zeros(bsz, h, rows, rows).scatter_add_(
@@ -244,17 +246,15 @@ def expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, chunk_size: int = 64):
             rhs = torch.cat([block_a, block_p], dim=-1)
         solved = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
         W = solved[..., :e - lo]
-        qc, ks, vs = q[:, :, s:e], k[:, :, lo:e], v[:, :, lo:e]
+        qc, ks, vs = qs[ci], _span(ks_, lo, ci, chunk_size), _span(vs_, lo, ci, chunk_size)
         o = ((qc @ ks.transpose(-1, -2)) * W) @ vs
         T = None
         if read_pos.numel():
             G = solved[..., e - lo:]
-            # T = sum_p G[i, p] S_p  [b, h, rows, dk * dv], piece by piece over the stored states
-            T = None
-            for lo_col, hi_col, S_p in _state_pieces(chunks_of_states, first_slot,
-                                                     slot[read_pos]):
-                part = G[..., lo_col:hi_col] @ S_p
-                T = part if T is None else T + part
+            # T = sum_p G[i, p] S_p  [b, h, rows, dk * dv], over the stored states
+            for cols, S_p in _state_pieces(chunks_of_states, first_slot, slot[read_pos]):
+                g = G[..., cols] if isinstance(cols, torch.Tensor) else G[..., cols[0]:cols[1]]
+                T = g @ S_p if T is None else T + g @ S_p
             o = o + (qc.unsqueeze(-2) @ T.view(bsz, h, rows, dk, dv)).squeeze(-2)
         outs.append(o)
         # the states of this chunk that later chunks read
@@ -270,20 +270,46 @@ def expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, chunk_size: int = 64):
     return torch.cat(outs, dim=2) if outs else v.new_zeros(v.shape)
 
 
+def _span(pieces, lo: int, ci: int, chunk_size: int):
+    """Positions [lo, end of chunk ci) from the split pieces (the direct part's column span)."""
+    first = lo // chunk_size
+    if first == ci:
+        return pieces[ci][:, :, lo - ci * chunk_size:]
+    return torch.cat(pieces[first:ci + 1], dim=2)[:, :, lo - first * chunk_size:]
+
+
+#: a run of at least this many consecutive stored states is read as a view, shorter runs are
+#: gathered into one tensor (one matmul for all of them)
+_MIN_RUN = 8
+
+
 def _state_pieces(chunks, first_slot, slots):
-    """The stored states at `slots` (ascending) as (first column, end column, [b, h, m, dk*dv])
-    pieces, one per chunk that holds some of them. A run of consecutive states is a view, not a
-    copy: for plain pow2 the far reads of one chunk are two such runs, and a gathered copy of
-    every state read would be kept for the backward of each chunk (n * dk * dv floats per
-    chunk)."""
-    owner = torch.searchsorted(torch.tensor(first_slot, device=slots.device), slots, right=True) - 1
-    col = 0
-    for c in torch.unique_consecutive(owner).tolist():
-        local = slots[owner == c] - first_slot[c]
-        m = local.numel()
-        lo = int(local[0])
-        if int(local[-1]) - lo + 1 == m:  # consecutive (slots are unique and ascending)
-            yield col, col + m, chunks[c][:, :, lo:lo + m]
+    """The stored states at `slots` (ascending) as (columns, [b, h, m, dk*dv]) pieces: each long
+    run of consecutive states as a view, (lo, hi) columns (for plain pow2 the far reads of a
+    chunk are such runs: a gathered copy of them would be kept for the backward of every chunk);
+    the scattered rest (the lattices' reads) gathered into one tensor, its columns a tensor."""
+    owner = torch.searchsorted(torch.tensor(first_slot, device=slots.device), slots,
+                               right=True) - 1
+    local = slots - torch.tensor(first_slot, device=slots.device)[owner]
+    # runs: consecutive slots of one owner
+    brk = torch.ones_like(slots, dtype=torch.bool)
+    brk[1:] = (owner[1:] != owner[:-1]) | (local[1:] != local[:-1] + 1)
+    starts = torch.nonzero(brk).flatten().tolist() + [slots.numel()]
+    owners, locals_ = owner.tolist(), local.tolist()
+    scattered: list[int] = []
+    for a, b in zip(starts[:-1], starts[1:]):
+        if b - a >= _MIN_RUN:
+            c, lo = owners[a], locals_[a]
+            yield (a, b), chunks[c][:, :, lo:lo + b - a]
         else:
-            yield col, col + m, chunks[c][:, :, local]
-        col += m
+            scattered.extend(range(a, b))
+    if scattered:
+        cols = torch.tensor(scattered, device=slots.device)
+        pieces, j = [], 0
+        while j < len(scattered):  # one gather per chunk that holds some of them
+            c, sel = owners[scattered[j]], []
+            while j < len(scattered) and owners[scattered[j]] == c:
+                sel.append(locals_[scattered[j]])
+                j += 1
+            pieces.append(chunks[c][:, :, torch.tensor(sel, device=slots.device)])
+        yield cols, pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
