@@ -19,6 +19,7 @@ import torch
 
 from .chunked import glr_chunked
 from .common import poisoned_outputs
+from .expanded import glr_expanded as glr_expanded
 from .recurrent import glr_recurrent
 from .reference import glr_reference
 
