@@ -15,6 +15,7 @@ W_h = B^h A. Measured on the scored rows i of the copy task, whose source is inp
     hop_share     sum_i W_h[i, i - C] / sum_i M[i, i - C]     (the source's weight by hop count)
     hop_share_all mean_i sum_j W_h[i, j]                      (all of the row's mass by hops)
     min_hops      the fewest recurrent hops by which the pattern can reach the source
+    distance_profile[d]  mean M[i, i - d] over the scored rows; top_distances: its top five
 
 For a model with two or more layers, `end_to_end` is the same for the product M_L ... M_1 of
 the layers' mixing (head-averaged), with hops counted over all layers. It ignores the residual
@@ -140,7 +141,10 @@ def routing_stats(terms: list[torch.Tensor], rows, sources) -> dict:
 def _stats(M, rows, sources, src_by_h, all_by_h) -> dict:
     src, own = M[:, rows, sources], M[:, rows, rows]  # [S, rows]
     hs = np.arange(len(src_by_h))
+    d = rows[:, None] - np.arange(M.shape[-1])[None, :]  # [rows, distance]
+    by_dist = (M[:, rows[:, None], d.clip(0)] * torch.as_tensor(d >= 0)).mean((0, 1))
     return {
+        "distance_profile": [float(v) for v in by_dist],
         "source_mass": float(src.mean()),
         "source_mass_min": float(src.min()),
         "self_mass": float(own.mean()),
@@ -234,6 +238,8 @@ def _weighted_mean(parts):
             w = np.array([w for _, w in parts], dtype=float)[:, None]
             mean = (arr * w).sum(0) / total
             out[k] = [round(float(x), 6) for x in mean]
+            if k == "distance_profile":
+                out["top_distances"] = [[int(d), out[k][d]] for d in np.argsort(-mean)[:5]]
         elif k == "source_mass_min":
             out[k] = round(float(min(vals)), 6)
         else:
