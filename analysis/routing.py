@@ -15,6 +15,7 @@ W_h = B^h A. Measured on the scored rows i of the copy task, whose source is inp
     hop_share     sum_i W_h[i, i - C] / sum_i M[i, i - C]     (the source's weight by hop count)
     hop_share_all mean_i sum_j W_h[i, j]                      (all of the row's mass by hops)
     min_hops      the fewest recurrent hops by which the pattern can reach the source
+    at_init       the same for the run's model as initialised (the control)
     distance_profile[d]  mean M[i, i - d] over the scored rows; top_distances: its top five
 
 For a model with two or more layers, `end_to_end` is the same for the product M_L ... M_1 of
@@ -39,8 +40,10 @@ __all__ = ["load_run", "copy_sources", "mixing_matrices", "hop_terms", "min_hops
 
 
 # ------------------------------------------------------------------------------- loading
-def load_run(run_dir: Path):
-    """(result dict, task, model in float64 eval mode) of a run folder with a checkpoint."""
+def load_run(run_dir: Path, trained: bool = True):
+    """(result dict, task, model in float64 eval mode) of a run folder with a checkpoint;
+    trained=False: the model as initialised for that run (seeded as runners.train seeds it),
+    the control for what training changed."""
     from omegaconf import OmegaConf
 
     from runners.config import build_task
@@ -52,11 +55,15 @@ def load_run(run_dir: Path):
         raise ValueError(f"{run_dir}: no checkpoint (train with save_checkpoint=true)")
     cfg = OmegaConf.create(result["config"])
     task = build_task(cfg.task)
+    import lightning.pytorch as pl
+
+    pl.seed_everything(int(result["seed"]), workers=True, verbose=False)
     model = build_model(cfg, task.vocab_size, task.seq_len)
-    ckpt = torch.load(run_dir / result["checkpoint"], map_location="cpu", weights_only=False)
-    state = ckpt.get("state_dict", ckpt)
-    state = {k.removeprefix("model."): v for k, v in state.items()}
-    model.load_state_dict(state)
+    if trained:
+        ckpt = torch.load(run_dir / result["checkpoint"], map_location="cpu",
+                          weights_only=False)
+        state = ckpt.get("state_dict", ckpt)
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     return result, task, model.double().eval()
 
 
@@ -180,9 +187,10 @@ def product_stats(per_layer: list[list[torch.Tensor]], rows, sources) -> tuple[d
 
 
 # ---------------------------------------------------------------------------- one run
-def analyse_run(run_dir: Path, num_seqs: int = 128, batch: int = 32) -> tuple[dict, dict]:
-    """(stats for the JSON, arrays for the figures) of one run."""
-    result, task, model = load_run(run_dir)
+def analyse_run(run_dir: Path, num_seqs: int = 128, batch: int = 32,
+                trained: bool = True) -> tuple[dict, dict]:
+    """(stats for the JSON, arrays for the figures) of one run (trained=False: at init)."""
+    result, task, model = load_run(run_dir, trained)
     inputs, targets = test_inputs(result, task, num_seqs)
     rows, sources = copy_sources(task, targets)
     n_layers = len(model.blocks)
@@ -290,19 +298,25 @@ def plot_hops(stats: dict, path: Path, max_bars: int = 48) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    at_init = stats.get("at_init") or {"layers": [None] * len(stats["layers"])}
     blocks = [(f"layer {L['layer'] + 1} (source mass {L['heads'][0]['source_mass']:.3f}, "
-               f"min hops {L['min_hops']})", L["heads"][0]) for L in stats["layers"]]
+               f"min hops {L['min_hops']})", L["heads"][0], ini and ini["heads"][0])
+              for L, ini in zip(stats["layers"], at_init["layers"])]
     if "end_to_end" in stats:
         e = stats["end_to_end"]
-        blocks.append((f"product (source mass {e['source_mass']:.3f})", e))
+        blocks.append((f"product (source mass {e['source_mass']:.3f})", e,
+                       at_init.get("end_to_end")))
     fig, axes = plt.subplots(len(blocks), 1, figsize=(7, 1.9 * len(blocks)), squeeze=False)
-    for ax, (title, s) in zip(axes[:, 0], blocks):
+    for ax, (title, s, init) in zip(axes[:, 0], blocks):
         share, allm = s["hop_share"], s["hop_share_all"]
         last = max([h for h, v in enumerate(share) if v > 0.005] + [1]) + 2
         last = min(last, max_bars, len(share))
         hs = np.arange(last)
         ax.bar(hs - 0.2, share[:last], width=0.4, label="copy source's weight")
         ax.bar(hs + 0.2, allm[:last], width=0.4, label="all of the row's mass", alpha=0.6)
+        if init is not None:
+            ax.plot(hs - 0.2, init["hop_share"][:last] + [0.0] * (last - len(init["hop_share"])),
+                    "kx", ms=5, label="copy source's weight, at init")
         ax.set_title(title, fontsize=9)
         ax.set_ylim(0, 1)
         ax.set_xlim(-0.6, max(last, 4) - 0.4)
@@ -345,14 +359,18 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for run in runs:
         stats, figs = analyse_run(run, args.num_seqs)
+        init, _ = analyse_run(run, args.num_seqs, trained=False)
+        stats["at_init"] = {"layers": init["layers"], "end_to_end": init.get("end_to_end")}
         name = _label(stats)
         stats["run"]["run_dir"] = run.name
         (out / f"{name}.json").write_text(json.dumps(stats, indent=1) + "\n")
         plot_heatmaps(stats, figs, out / f"{name}-heatmap.png")
         plot_hops(stats, out / f"{name}-hops.png")
-        heads = [f"L{L['layer'] + 1} src {h['source_mass']:.3f} self {h['self_mass']:.3f} "
+        heads = [f"L{L['layer'] + 1} src {h['source_mass']:.3f} (init "
+                 f"{i['heads'][0]['source_mass']:.3f}) self {h['self_mass']:.3f} "
                  f"hops {h['mean_source_hops']:.1f}"
-                 for L in stats["layers"] for h in L["heads"][:1]]
+                 for L, i in zip(stats["layers"], stats["at_init"]["layers"])
+                 for h in L["heads"][:1]]
         end = stats.get("end_to_end")
         print(f"{name}: acc {stats['run']['test_acc']:.3f}; " + "; ".join(heads)
               + (f"; product src {end['source_mass']:.3f}" if end else ""))

@@ -99,6 +99,7 @@ def test_cli_writes_json_and_figures(tmp_path):
         assert 0 <= block["source_mass"] <= 1 and sum(block["hop_share"]) == pytest.approx(1)
     att = json.loads((tmp_path / "out" / "copy-len5-attention-seed0.json").read_text())
     assert att["layers"][0]["heads"][0]["hop_share"] == [1.0]
+    assert att["at_init"]["layers"][0]["min_hops"] == 0
     for name in ("pow2", "attention"):
         for kind in ("heatmap", "hops"):
             assert (tmp_path / "out" / f"copy-len5-{name}-seed0-{kind}.png").stat().st_size > 0
