@@ -165,12 +165,13 @@ def _stats(M, rows, sources, src_by_h, all_by_h) -> dict:
 def product_stats(per_layer: list[list[torch.Tensor]], rows, sources) -> tuple[dict, torch.Tensor]:
     """routing_stats of the product P = M_L ... M_1 of the layers' head-averaged mixing, hops
     counted over all layers (a convolution of the layers' hop terms), and P itself [S, n, n].
-    Only the columns of the sources (and the row sums) are carried through the layers."""
-    sources_t = torch.as_tensor(sources)
+    Only the columns of the sources (and the row sums) are carried through the layers, and
+    the last layer only for the scored rows."""
+    sources_t, rows_t = torch.as_tensor(sources), torch.as_tensor(rows)
     cols = [W.mean(1)[:, :, sources_t] for W in per_layer[0]]  # [S, n, R] by hops
     sums = [W.mean(1).sum(-1) for W in per_layer[0]]  # [S, n] by hops
     P = sum(per_layer[0]).mean(1)
-    for terms in per_layer[1:]:
+    for terms in per_layer[1:-1]:
         layer = [W.mean(1) for W in terms]
         P = sum(layer) @ P
         width = len(cols) + len(layer) - 1
@@ -180,9 +181,14 @@ def product_stats(per_layer: list[list[torch.Tensor]], rows, sources) -> tuple[d
                 new_cols[h1 + h2] = new_cols[h1 + h2] + W2 @ C1
                 new_sums[h1 + h2] = new_sums[h1 + h2] + (W2 @ s1.unsqueeze(-1)).squeeze(-1)
         cols, sums = new_cols, new_sums
-    r = torch.arange(len(rows))
-    src_by_h = np.array([float(C[:, rows, r].mean()) for C in cols])
-    all_by_h = np.array([float(s[:, rows].mean()) for s in sums])
+    last = torch.stack([W.mean(1)[:, rows_t] for W in per_layer[-1]])  # [H2, S, R, n]
+    P = sum(W.mean(1) for W in per_layer[-1]) @ P
+    src = torch.einsum("bsrk,askr->ba", last, torch.stack(cols)) / (last.shape[1] * len(rows))
+    tot = torch.einsum("bsrk,ask->ba", last, torch.stack(sums)) / (last.shape[1] * len(rows))
+    src_by_h, all_by_h = np.zeros(sum(src.shape) - 1), np.zeros(sum(src.shape) - 1)
+    for h2 in range(src.shape[0]):  # total hops h1 + h2: the anti-diagonals
+        src_by_h[h2:h2 + src.shape[1]] += src[h2].numpy()
+        all_by_h[h2:h2 + src.shape[1]] += tot[h2].numpy()
     return _stats(P, rows, sources, src_by_h, all_by_h), P
 
 
