@@ -17,6 +17,7 @@ W_h = B^h A. Measured on the scored rows i of the copy task, whose source is inp
     min_hops      the fewest recurrent hops by which the pattern can reach the source
     at_init       the same for the run's model as initialised (the control)
     distance_profile[d]  mean M[i, i - d] over the scored rows; top_distances: its top five
+    source_mass_by_row   mean M[i, i - C] for each scored row i (rows[0] = C first)
 
 For a model with two or more layers, `end_to_end` is the same for the product M_L ... M_1 of
 the layers' mixing (head-averaged), with hops counted over all layers. It ignores the residual
@@ -154,6 +155,7 @@ def _stats(M, rows, sources, src_by_h, all_by_h) -> dict:
         "distance_profile": [float(v) for v in by_dist],
         "source_mass": float(src.mean()),
         "source_mass_min": float(src.min()),
+        "source_mass_by_row": [float(v) for v in src.mean(0)],
         "self_mass": float(own.mean()),
         "other_mass": float(1.0 - src.mean() - own.mean()),
         "hop_share": _shares(src_by_h),
