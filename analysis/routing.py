@@ -14,7 +14,8 @@ W_h = B^h A. Measured on the scored rows i of the copy task, whose source is inp
     source_mass   mean M[i, i - C]          (the copy source) ; self_mass: mean M[i, i]
     hop_share     sum_i W_h[i, i - C] / sum_i M[i, i - C]     (the source's weight by hop count)
     hop_share_all mean_i sum_j W_h[i, j]                      (all of the row's mass by hops)
-    min_hops      the fewest recurrent hops by which the pattern can reach the source
+    min_hops      the fewest recurrent hops by which the pattern can reach the source (the
+                  worst scored row; min_hops_range: over the scored rows)
     at_init       the same for the run's model as initialised (the control)
     distance_profile[d]  mean M[i, i - d] over the scored rows; top_distances: its top five
     source_mass_by_row   mean M[i, i - C] for each scored row i (rows[0] = C first)
@@ -118,9 +119,10 @@ def hop_terms(B: torch.Tensor, A: torch.Tensor, tol: float = 1e-12):
     return terms
 
 
-def min_hops(B: torch.Tensor, A: torch.Tensor, rows, sources) -> int | None:
+def min_hops(B: torch.Tensor, A: torch.Tensor, rows, sources, per_row: bool = False):
     """The fewest recurrent hops by which the pattern (the support of B and A) reaches each
-    row's source; the largest over the rows (None: unreachable)."""
+    row's source; the largest over the rows (None: unreachable). per_row: the array (-1:
+    unreachable). A cache-efficient pattern's rows differ (pow2_cache: 1 to 5 at distance 40)."""
     sb, sa = (B[0, 0] > 0).double(), (A[0, 0] > 0).double()
     need = np.full(len(rows), -1)
     W = sa
@@ -128,9 +130,11 @@ def min_hops(B: torch.Tensor, A: torch.Tensor, rows, sources) -> int | None:
         hit = (W[rows, sources] > 0).numpy() & (need < 0)
         need[hit] = h
         if (need >= 0).all():
-            return int(need.max())
+            break
         W = ((sb @ W) > 0).double()
-    return None
+    if per_row:
+        return need
+    return int(need.max()) if (need >= 0).all() else None
 
 
 def _shares(values: np.ndarray) -> list[float]:
@@ -213,7 +217,7 @@ def analyse_run(run_dir: Path, num_seqs: int = 128, batch: int = 32,
             per_layer.append(terms)
             mean_M[layer] = mean_M[layer] + M.sum(0)
             if start == 0:
-                reach.append(min_hops(B, A, rows, sources))
+                reach.append(min_hops(B, A, rows, sources, per_row=True))
             for head in range(M.shape[1]):
                 stats = routing_stats([W[:, head] for W in terms], rows, sources)
                 sums.setdefault((layer, head), []).append((stats, M.shape[0]))
@@ -222,7 +226,9 @@ def analyse_run(run_dir: Path, num_seqs: int = 128, batch: int = 32,
             mean_M[n_layers] = mean_M[n_layers] + P.sum(0)
             sums.setdefault(("end", 0), []).append((stats, P.shape[0]))
     agg = {key: _weighted_mean(parts) for key, parts in sums.items()}
-    layers = [{"layer": layer, "min_hops": reach[layer],
+    layers = [{"layer": layer,
+               "min_hops": int(reach[layer].max()) if (reach[layer] >= 0).all() else None,
+               "min_hops_range": [int(reach[layer].min()), int(reach[layer].max())],
                "heads": [agg[(layer, h)] for h in range(model.blocks[0].mixer.num_heads)]}
               for layer in range(n_layers)]
     out = {
@@ -308,7 +314,8 @@ def plot_hops(stats: dict, path: Path, max_bars: int = 48) -> None:
 
     at_init = stats.get("at_init") or {"layers": [None] * len(stats["layers"])}
     blocks = [(f"layer {L['layer'] + 1} (source mass {L['heads'][0]['source_mass']:.3f}, "
-               f"min hops {L['min_hops']})", L["heads"][0], ini and ini["heads"][0])
+               f"min hops {L['min_hops_range'][0]}-{L['min_hops_range'][1]})", L["heads"][0],
+               ini and ini["heads"][0])
               for L, ini in zip(stats["layers"], at_init["layers"])]
     if "end_to_end" in stats:
         e = stats["end_to_end"]
