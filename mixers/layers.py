@@ -26,6 +26,7 @@ from .config import MixerConfig
 from .conv import WithShortConv
 from .ops import glr
 from .ops.chunked import gather_dot
+from .ops.reference import dense_matrix
 from .patterns import make_direct, make_pattern
 from .registry import get_kind, register_kind
 
@@ -58,10 +59,17 @@ class GLRMixer(nn.Module):
 
     # -- parallel form ----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[1]
         q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
         if self.direct.window is None and not self.has_recurrence:
             return self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
+        alpha, a_idx, beta, b_idx = self._coefficients(x, q, k)
+        y = glr(v, alpha, a_idx, beta, b_idx, backend=self.backend, chunk_size=self.chunk_size)
+        return self.out(_merge_heads(y))
+
+    def _coefficients(self, x, q, k):
+        """The joint softmax of docs/design.md 1.2: (alpha [B, H, n, Ka], a_idx [n, Ka], beta
+        [B, H, n, Kb], b_idx [n, Kb]); padded (-1) entries get coefficient 0."""
+        n = x.shape[1]
         a_idx = self.direct.index_on(n, x.device)
         b_idx = self.recurrent.index_on(n, x.device)
         scale = 1.0 / math.sqrt(self.head_dim)
@@ -75,8 +83,24 @@ class GLRMixer(nn.Module):
         else:
             coef = torch.softmax(s, dim=-1)
         alpha, beta = coef.split([a_idx.shape[1], b_idx.shape[1]], dim=-1)
-        y = glr(v, alpha, a_idx, beta, b_idx, backend=self.backend, chunk_size=self.chunk_size)
-        return self.out(_merge_heads(y))
+        return alpha, a_idx, beta, b_idx
+
+    @torch.no_grad()
+    def mixing_matrix(self, x: torch.Tensor):
+        """The layer's effective token mixing on input x [B, n, d_model]: (M, A, B), each
+        [B, H, n, n], with A and B the dense direct and recurrent coefficient matrices and
+        M = (I - B)^{-1} A, so that the op's output (before `out`) is M @ v per head. Every
+        row of [A | B] is a probability vector, so M is row-stochastic; for attention (no
+        recurrence) M = A is the causal softmax attention matrix. O(n^2) memory: analysis only.
+        """
+        n = x.shape[1]
+        q, k, _ = (_split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        alpha, a_idx, beta, b_idx = self._coefficients(x, q, k)
+        A = dense_matrix(alpha, a_idx, n)
+        B = dense_matrix(beta, b_idx, n)
+        eye = torch.eye(n, dtype=A.dtype, device=A.device)
+        M = torch.linalg.solve_triangular(eye - B, A, upper=False, unitriangular=True)
+        return M, A, B
 
     # -- decoding ---------------------------------------------------------------------------
     def step(self, x_t: torch.Tensor, cache: dict | None = None):
