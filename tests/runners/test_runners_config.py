@@ -8,6 +8,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from mixers import catalogue
 from runners.config import validate
 from runners.progress import sweep_size
 from runners.schema import config_hash
@@ -85,15 +86,29 @@ def test_grids(compose):
     assert smoke.trainer.max_steps <= 1000
     params = smoke.hydra.sweeper.params
     assert len(str(params.mixer).split(",")) == 4 and len(str(params.task).split(",")) == 2
-    # the paper's table: 3 tasks x 9 mixers x 3 seeds x the learning rates (2 on the CPU)
-    for grid, lrs in (("paper_table1", 2), ("paper_table1_gpu", 3)):
-        paper = compose([f"grid={grid}"], return_hydra_config=True)
-        mixers = set(str(paper.hydra.sweeper.params.mixer).split(","))
-        assert mixers == {"attention", "local_attention", "first_order", "kth_order",
-                          "dense_recurrence", "pow2", "pow2_cache", "sq1", "sq1_cache"}
-        assert sweep_size(paper) == 3 * 9 * 3 * lrs
-        # each task of the grid validates
-        for task in str(paper.hydra.sweeper.params.task).split(","):
+    # the paper's table at CPU scale: 3 tasks x the 9 vector mixers x 3 seeds x 2 learning rates
+    vector = {"attention", "local_attention", "first_order", "kth_order", "dense_recurrence",
+              "pow2", "pow2_cache", "sq1", "sq1_cache"}
+    paper = compose(["grid=paper_table1"], return_hydra_config=True)
+    assert set(str(paper.hydra.sweeper.params.mixer).split(",")) == vector
+    assert sweep_size(paper) == 3 * 9 * 3 * 2
+    # the GPU grid adds the state-expanded rows and the fla baselines, short_conv off and on
+    gpu = compose(["grid=paper_table1_gpu"], return_hydra_config=True)
+    gpu_mixers = set(str(gpu.hydra.sweeper.params.mixer).split(","))
+    expanded = {name for name in catalogue() if name.startswith("se_")}
+    fla = {name for name, cfg in catalogue().items() if cfg["kind"] == "fla"}
+    assert vector | expanded <= gpu_mixers and gpu_mixers <= set(catalogue())
+    assert len(fla & gpu_mixers) >= 6
+    assert sweep_size(gpu) == 3 * len(gpu_mixers) * 2 * 3 * 3
+    # the second edition's recall grids: every mixer named is a catalogue entry
+    for grid in ("table1_v2_recall", "table1_v2_baselines"):
+        cfg = compose([f"grid={grid}"], return_hydra_config=True)
+        assert set(str(cfg.hydra.sweeper.params.mixer).split(",")) <= set(catalogue())
+        assert cfg.task.params.seq_len == 128
+    # each task of each grid validates
+    for grid in ("paper_table1", "paper_table1_gpu", "table1_v2_recall"):
+        cfg = compose([f"grid={grid}"], return_hydra_config=True)
+        for task in str(cfg.hydra.sweeper.params.task).split(","):
             validate(compose([f"grid={grid}", f"task={task}"]))
     # the command line narrows a grid
     narrow = compose(["grid=smoke", "mixer=pow2"], return_hydra_config=True)
