@@ -70,11 +70,13 @@ def test_grid_writes_four_results_and_the_rerun_skips_them(grid, tmp_path, read_
 def test_cancelled_job_leaves_no_result_and_the_rerun_finishes_it(cluster, grid, tmp_path,
                                                                     read_results):
     res = tmp_path / "results"
-    args = ("mixer=first_order", "trainer.max_steps=300", "hydra.launcher.timeout_min=10")
+    # long enough that the cancel lands mid-run on an idle machine too (300 steps took 3 s there
+    # and finished before a cancel sent 2 s after the lock appeared)
+    args = ("mixer=first_order", "trainer.max_steps=3000", "trainer.target_acc=null",
+            "hydra.launcher.timeout_min=20")
     g = grid(res, *args)
     _wait_for(lambda: list(res.glob("**/.lock")), 300, g)  # the job has claimed the run
     (job,) = [j for j in cluster.jobs() if j["state"] == "RUNNING"]
-    time.sleep(2)
     cluster.run("scancel", job["id"])
     rc, out = g.wait(300)
     # the launcher ends, reporting the job that produced nothing
@@ -83,10 +85,10 @@ def test_cancelled_job_leaves_no_result_and_the_rerun_finishes_it(cluster, grid,
     assert read_results(res) == []
     assert not list(res.glob("**/*.tmp")) and not list(res.glob("**/.result.*"))
 
-    rc, out = grid(res, *args).wait()
+    rc, out = grid(res, *args).wait(900)
     assert rc == 0, out
     (r,) = read_results(res)
-    assert r["status"] == "ok" and r["steps"] == 300, out
+    assert r["status"] == "ok" and r["steps"] == 3000, out
     assert not list(res.glob("**/.lock"))  # released after the result was written
 
 
