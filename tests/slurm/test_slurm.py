@@ -120,12 +120,15 @@ def test_time_limit_is_a_failed_result_with_the_reason_and_the_grid_goes_on(clus
 
 def test_two_grids_over_one_results_dir_train_each_run_once(grid, tmp_path, read_results):
     res = tmp_path / "results"
-    args = ("mixer=first_order", "trainer.max_steps=400", "hydra.launcher.timeout_min=10")
+    # long enough (no early stop) that the second job starts while the first still trains, on an
+    # idle machine too
+    args = ("mixer=first_order", "trainer.max_steps=3000", "trainer.target_acc=null",
+            "hydra.launcher.timeout_min=20")
     a, b = grid(res, *args), grid(res, *args)  # submitted at once, same config
-    (ra, oa), (rb, ob) = a.wait(), b.wait()
+    (ra, oa), (rb, ob) = a.wait(900), b.wait(900)
     assert ra == 0 and rb == 0, oa + ob
     (r,) = read_results(res)  # one file, complete
-    assert r["status"] == "ok" and r["steps"] == 400
+    assert r["status"] == "ok" and r["steps"] == 3000
     lines = _run_lines(oa) + _run_lines(ob)
     assert len(lines) == 2, oa + ob
     trained = [line for line in lines if ": ok  test_acc=" in line]
