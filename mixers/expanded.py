@@ -91,8 +91,8 @@ class ExpandedMixer(nn.Module):
         q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
         coef = [_split_heads(t, self.num_heads) for t in self.coef(x).chunk(
             3 if self.has_recurrence else 2, dim=-1)]
-        a_idx = self.direct.index(n).to(x.device)
-        b_idx = self.recurrent.index(n).to(x.device)
+        a_idx = self.direct.index_on(n, x.device)  # checked once, cached per device
+        b_idx = self.recurrent.index_on(n, x.device)
         s = gather_dot(coef[0], a_idx.clamp(min=0), coef[1], n) * scale
         s = s.masked_fill(a_idx < 0, float("-inf"))
         r = None

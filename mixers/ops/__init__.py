@@ -25,9 +25,10 @@ from .reference import glr_reference
 
 BACKENDS = ("auto", "reference", "recurrent", "chunked", "triton")
 
-OP_VERSION = 1
+OP_VERSION = 2
 """Bumped when the numbers a mixer computes change (the op, its coefficients, a layer's math):
-part of every run's identity (runners.schema), so results of older math are rerun."""
+part of every run's identity (runners.schema), so results of older math are rerun.
+2: the Triton backend's bf16/fp16 matmuls went from tf32 to 3xTF32 (docs/triton.md)."""
 
 __all__ = ["glr", "BACKENDS", "OP_VERSION", "poisoned_outputs", "check_inputs",
            "validate_index", "mark_checked"]
