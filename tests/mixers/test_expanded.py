@@ -246,8 +246,8 @@ def test_bad_inputs_are_named():
 
 
 def test_auto_keeps_the_measured_faster_backend():
-    # docs/mixers.md: chunked where chunks read few past states, flat for plain sq1 / dense at
-    # long n (their chunks read most of the past)
+    # docs/mixers.md: reference up to 4 chunks, then chunked where chunks read few past states,
+    # flat for plain sq1 / dense at long n (their chunks read most of the past)
     from mixers.ops.expanded import auto_backend
 
     def pick(name, ce, n):
@@ -256,4 +256,7 @@ def test_auto_keeps_the_measured_faster_backend():
     assert {pick(p, ce, 4096) for p, ce in [("first", False), ("pow2", False), ("pow2", True),
                                             ("sq1", True)]} == {"chunked"}
     assert pick("sq1", False, 4096) == pick("dense", False, 4096) == "flat"
-    assert pick("sq1", False, 256) == "chunked"
+    assert pick("sq1", False, 512) == "chunked"
+    assert {pick(p, ce, n) for p, ce in [("first", False), ("pow2", True), ("dense", False)]
+            for n in (1, 65, 256)} == {"reference"}
+    assert pick("first", False, 257) == "chunked"
