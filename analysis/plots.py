@@ -387,6 +387,59 @@ def plot_group_by(cells: pd.DataFrame, out: Path, metric: str, key: str):
         return _save(fig, out, f"accuracy_vs_{key.replace('.', '_')}")
 
 
+def swept_task_params(cells: pd.DataFrame) -> dict[str, tuple[str, pd.DataFrame]]:
+    """For each task whose settings differ in exactly one numeric parameter other than seq_len
+    (which has its own plot): MQAR at 8, 16 and 32 pairs. Maps the task to that parameter's key
+    and the task's cells with the parameter's value in column `x`."""
+    found = {}
+    data = cells[cells["task_config"].notna()]
+    for task, sub in data.groupby("task"):
+        params = pd.DataFrame([{k: v for k, v in c.items() if k != "name"}
+                               for c in sub["task_config"]], index=sub.index)
+        varying = [k for k in params if params[k].astype(str).nunique() > 1 and k != "seq_len"]
+        if len(varying) != 1:
+            continue
+        x = pd.to_numeric(params[varying[0]], errors="coerce")
+        if x.isna().any() or x.nunique() < 2:
+            continue
+        found[str(task)] = (varying[0], sub.assign(x=x))
+    return found
+
+
+def plot_task_sweep(cells: pd.DataFrame, out: Path, metric: str):
+    """Accuracy against the one task parameter a task's settings sweep (Zoology's accuracy
+    against the number of pairs): a panel per task, a line per row, bands the 95% t interval."""
+    swept = swept_task_params(cells)
+    if not swept:
+        _note("accuracy against a task parameter skipped: no task whose settings differ in "
+              "exactly one numeric parameter")
+        return None
+    ax_style, ctx = _style()
+    with ax_style, ctx:
+        fig, axes = _grid(len(swept))
+        for ax, (task, (key, sub)) in zip(axes, sorted(swept.items())):
+            for m in _ordered(sub["row"]):
+                part = sub[sub["row"] == m].sort_values("x")
+                x = part["x"].to_numpy(float)
+                ax.fill_between(x, np.clip(part["lo"].to_numpy(float), 0, 1),
+                                np.clip(part["hi"].to_numpy(float), 0, 1),
+                                color=_STYLE.color(m), alpha=0.15, lw=0)
+                ax.plot(x, part["mean"], marker=_STYLE.marker(m), color=_STYLE.color(m))
+            values = sorted(sub["x"].unique())
+            if min(values) > 0:
+                ax.set_xscale("log", base=2)
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.minorticks_off()
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_title(task)
+            ax.set_xlabel(key)
+            ax.set_ylabel(_metric_label(metric))
+        _legend(fig, _ordered(cells["row"]))
+        fig.suptitle("Accuracy against the swept task parameter (bands: 95% t interval)")
+        keys = sorted({key for key, _ in swept.values()})
+        return _save(fig, out, "accuracy_vs_" + "_".join(keys))
+
+
 def _curve_frame(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Long table (task_setting, row, path, part, step, value) of the learning curves of the
     runs each cell reports (its chosen learning rate): part = val_acc or train_loss."""
@@ -554,6 +607,8 @@ def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=
         for title, fn in (
             *(by_key if key else []),
             ("Accuracy against sequence length", lambda: plot_seq_len(cells, out, metric)),
+            ("Accuracy against the swept task parameter",
+             lambda: plot_task_sweep(cells, out, metric)),
             ("Accuracy against state size", lambda: plot_cache(cells, out, metric)),
             ("Accuracy against hop diameter",
              lambda: plot_theory_axis(cells, out, metric, "hops")),

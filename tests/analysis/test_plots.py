@@ -37,6 +37,31 @@ def test_every_plot_from_a_synthetic_folder(tmp_path, capsys):
         assert png.with_suffix(".svg").exists()
 
 
+def test_accuracy_against_the_swept_task_parameter(tmp_path, capsys):
+    # MQAR at 8, 16, 32 pairs (seq_len fixed): a line per mixer against num_kv_pairs
+    root = tmp_path / "r"
+    truth = {("attention", 8): 0.99, ("attention", 16): 0.97, ("attention", 32): 0.9,
+             ("sq1", 8): 0.6, ("sq1", 16): 0.3, ("sq1", 32): 0.1}
+    for (mixer, kv), acc in truth.items():
+        for seed in (0, 1):
+            write(root, make_result(f"mqar-kv{kv}", mixer, seed, 1e-3, acc, acc + 0.01 * seed,
+                                    seq_len=128, task_params={"num_kv_pairs": kv}))
+    cells = summarize(load_results(root))
+    swept = plots.swept_task_params(cells)
+    assert list(swept) == ["mqar"]
+    key, sub = swept["mqar"]
+    assert key == "num_kv_pairs"
+    got = {(r["mixer"], int(r["x"])): r["mean"] for _, r in sub.iterrows()}
+    assert got == pytest.approx({k: v + 0.005 for k, v in truth.items()})
+    made = plots.make_plots(cells, tmp_path / "out")
+    assert "accuracy_vs_num_kv_pairs" in {p.stem for _, p in made}
+    # the synthetic grid varies seq_len (its own plot) and, in one setting, three parameters
+    grid = summarize(load_results(synthetic_results(tmp_path / "g", seeds=(0,), failed=0)))
+    assert plots.swept_task_params(grid) == {}
+    assert plots.plot_task_sweep(grid, tmp_path / "out2", "test_acc") is None
+    assert "exactly one numeric parameter" in capsys.readouterr().out
+
+
 def test_missing_data_is_skipped_with_a_note(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no bench_out/mixers.json from an earlier `make bench`
     root = tmp_path / "r"
