@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runners.schema import POOLED, RUN_ONLY, Result, drop_keys, flatten
+from runners.schema import POOLED, RUN_ONLY, Result, drop_keys, fill_defaults, flatten
 
 from .stats import t_interval
 
@@ -69,7 +69,7 @@ def _num(x, missing=np.nan):
 def _row_identity(r: Result) -> dict:
     """What the leaderboard row of a run is: its config minus the task, the pooled fields
     (seed, lr) and where it ran, plus the op version, flattened to dotted keys."""
-    config = drop_keys(r.config, (*RUN_ONLY, *POOLED))
+    config = fill_defaults(drop_keys(r.config, (*RUN_ONLY, *POOLED)))
     config.pop("task", None)
     return {**flatten(config), "op_version": r.code_versions.get("op")}
 

@@ -7,7 +7,10 @@ from typing import Any
 
 from .ops import BACKENDS
 from .patterns import make_direct, make_pattern
-from .registry import get_kind
+from .registry import get_kind, qkv_conv_kinds
+
+#: where `short_conv` applies (mixers/conv.py): the layer's input, or q, k, v after projection
+SHORT_CONV_PLACES = ("input", "qkv")
 
 
 @dataclass
@@ -21,7 +24,8 @@ class MixerConfig:
     cache_efficient: bool = False  # the lattice variant of the recurrent pattern
     chunk_size: int = 64
     backend: str = "auto"
-    short_conv: int = 0  # kernel size of a causal depthwise conv on the mixer's input; 0 = off
+    short_conv: int = 0  # kernel size of a causal depthwise short convolution; 0 = off
+    short_conv_on: str = "input"  # input: on the layer's input | qkv: on q, k, v (mixers/conv.py)
     params: dict[str, Any] = field(default_factory=dict)  # the kind's own knobs
 
     def __post_init__(self):
@@ -34,6 +38,13 @@ class MixerConfig:
                 or self.short_conv < 0):
             raise ValueError(f"mixer.short_conv must be an integer >= 0 (0 = off), got "
                              f"{self.short_conv!r}")
+        if self.short_conv_on not in SHORT_CONV_PLACES:
+            raise ValueError(f"mixer.short_conv_on must be one of {SHORT_CONV_PLACES}, got "
+                             f"{self.short_conv_on!r}")
+        if self.short_conv and self.short_conv_on == "qkv" and not kind.qkv_conv:
+            raise ValueError(f"mixer.short_conv_on=qkv: kind {self.kind!r} has no q, k, v "
+                             f"convolution hook (kinds with one: {qkv_conv_kinds()}); use "
+                             f"short_conv_on=input")
         if not isinstance(self.params, dict):
             raise ValueError(f"mixer.params must be a mapping, got {self.params!r}")
         if kind.uses_patterns:

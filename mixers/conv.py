@@ -1,10 +1,16 @@
 """The short causal depthwise convolution every mixer kind may take (docs/design.md 1.6).
 
-`mixer.short_conv = K` (0 = off) puts a kernel-K causal depthwise convolution on the mixer's
-input, as Zoology, Based and fla's layers do on their q, k, v. It lets a mixer see the few tokens
-before each position directly (a key next to its value), which is what makes recall learnable
-at small budgets. Being one module in front of any layer, it is the same front end for every
-kind, so a leaderboard compares patterns, not front ends.
+`mixer.short_conv = K` (0 = off) puts a kernel-K causal depthwise convolution (then SiLU) where
+`mixer.short_conv_on` says:
+
+    input  on the layer's input (`WithShortConv`): one module in front of any kind, fla
+           layers included, so a leaderboard compares patterns with the same front end
+    qkv    on q, k and v after their projection (`QKVConv`), as Zoology, Based and fla's layers
+           do: kinds registered with qkv_conv=True (glr, expanded, linear_attention)
+
+It lets a mixer see the few tokens before each position directly (a key next to its value),
+which is what makes recall learnable at small budgets. The placements differ for attention: on
+the input, the values are convolved too (docs/results/paper_table1.md measures both).
 """
 
 from __future__ import annotations
@@ -73,3 +79,35 @@ class WithShortConv(nn.Module):
 
     def flops_per_token(self, n: int) -> int:
         return self.mixer.flops_per_token(n) + 2 * self.short_conv.kernel_size * self.d_model
+
+
+class QKVConv(nn.Module):
+    """The qkv placement: a ShortConv over the 3 d_model channels of a layer's fused q, k, v
+    projection (depthwise, so each of q, k, v is convolved on its own), kept by the layer
+    beside its `qkv` Linear (parameter names of the layers without it are unchanged)."""
+
+    def __init__(self, d_model: int, kernel_size: int):
+        super().__init__()
+        self.short_conv = ShortConv(3 * d_model, kernel_size)
+        self.d_model = d_model
+
+    def forward(self, qkv: torch.Tensor) -> torch.Tensor:  # [B, n, 3 d]
+        return self.short_conv(qkv)
+
+    def step(self, qkv_t: torch.Tensor, cache: dict) -> torch.Tensor:
+        """One token's [B, 3 d] projection; keeps its window in cache["qkv_conv"]."""
+        y, cache["qkv_conv"] = self.short_conv.step(qkv_t, cache.get("qkv_conv"))
+        return y
+
+    def state_size(self) -> int:
+        return (self.short_conv.kernel_size - 1) * 3 * self.d_model
+
+    def flops_per_token(self) -> int:
+        return 2 * self.short_conv.kernel_size * 3 * self.d_model
+
+
+def qkv_conv(cfg, d_model: int) -> QKVConv | None:
+    """The QKVConv a layer built from MixerConfig `cfg` carries (None: none there)."""
+    if cfg.short_conv and cfg.short_conv_on == "qkv":
+        return QKVConv(d_model, cfg.short_conv)
+    return None

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from .config import MixerConfig
-from .layers import _merge_heads, _split_heads
+from .conv import QKVConv, qkv_conv
+from .layers import _conv_theory, _merge_heads, _project_qkv, _project_qkv_step, _split_heads
 from .ops.chunked import gather_dot
 from .ops.expanded import BACKENDS_EXPANDED, glr_expanded
 from .patterns import make_direct, make_pattern
@@ -41,7 +42,8 @@ COEFFICIENT_RULES = ("softmax", "decay")
 class ExpandedMixer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, direct: str = "self",
                  recurrent: str = "none", cache_efficient: bool = False, chunk_size: int = 64,
-                 backend: str = "auto", coefficients: str = "softmax", eps: float = 1e-6):
+                 backend: str = "auto", coefficients: str = "softmax", eps: float = 1e-6,
+                 qkv_conv: QKVConv | None = None):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
@@ -56,6 +58,7 @@ class ExpandedMixer(nn.Module):
         # q, k, v of the state; cq, ck the coefficient query and direct keys; ckr the recurrent
         # coefficient keys (docs/design.md 1.4: scores from a separate query and keys)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.qkv_conv = qkv_conv  # the coefficient projections stay unconvolved
         self.coef = nn.Linear(d_model, (3 if self.has_recurrence else 2) * d_model, bias=False)
         self.gate = (nn.Linear(d_model, num_heads)
                      if coefficients == "decay" and self.has_recurrence else None)
@@ -88,7 +91,7 @@ class ExpandedMixer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[1]
         scale = 1.0 / math.sqrt(self.head_dim)
-        q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k, v = (_split_heads(t, self.num_heads) for t in _project_qkv(self, x))
         coef = [_split_heads(t, self.num_heads) for t in self.coef(x).chunk(
             3 if self.has_recurrence else 2, dim=-1)]
         a_idx = self.direct.index_on(n, x.device)  # checked once, cached per device
@@ -116,7 +119,7 @@ class ExpandedMixer(nn.Module):
             cache = {"t": 0, "direct": {}, "recurrent": {}}
         t, b, h, dh = cache["t"], x_t.shape[0], self.num_heads, self.head_dim
         scale = 1.0 / math.sqrt(dh)
-        q, k, v = (u.view(b, h, dh) for u in self.qkv(x_t).chunk(3, dim=-1))
+        q, k, v = (u.view(b, h, dh) for u in _project_qkv_step(self, x_t, cache))
         coef = [u.view(b, h, dh) for u in self.coef(x_t).chunk(
             3 if self.has_recurrence else 2, dim=-1)]
         cache["direct"][t] = (coef[1], k, v)
@@ -165,17 +168,17 @@ class ExpandedMixer(nn.Module):
         coefficient key) per matrix state, 3 head_dim per direct entry."""
         per_head = (self.recurrent.cache_size(n) * (self.head_dim ** 2 + self.head_dim)
                     + self.direct.cache_size(n) * 3 * self.head_dim)
-        return per_head * self.num_heads
+        return per_head * self.num_heads + _conv_theory(self)[0]
 
     def flops_per_token(self, n: int) -> int:
         """Mixing flops of token n - 1 (projections excluded), per head: a score (2 d) and a
         d x d accumulation (2 d^2) per read, and the readout S^T q (2 d^2)."""
         i, d = n - 1, self.head_dim
         reads = len(self.direct.reads(i)) + len(self.recurrent.reads(i))
-        return (reads * (2 * d + 2 * d * d) + 2 * d * d) * self.num_heads
+        return (reads * (2 * d + 2 * d * d) + 2 * d * d) * self.num_heads + _conv_theory(self)[1]
 
 
-@register_kind("expanded")
+@register_kind("expanded", qkv_conv=True)
 def _build_expanded(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module:
     params = dict(cfg.params)
     rule = params.pop("coefficients", "softmax")
@@ -187,4 +190,5 @@ def _build_expanded(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module
                          f"(glr_expanded has no Triton backend), got {cfg.backend!r}")
     return ExpandedMixer(d_model, num_heads, direct=cfg.direct, recurrent=cfg.recurrent,
                          cache_efficient=cfg.cache_efficient, chunk_size=cfg.chunk_size,
-                         backend=cfg.backend, coefficients=rule)
+                         backend=cfg.backend, coefficients=rule,
+                         qkv_conv=qkv_conv(cfg, d_model))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import MixerConfig
-from .conv import WithShortConv
+from .conv import QKVConv, WithShortConv, qkv_conv
 from .ops import glr
 from .ops.chunked import gather_dot
 from .ops.reference import dense_matrix
@@ -41,10 +41,34 @@ def _merge_heads(y):
     return y.transpose(1, 2).reshape(b, n, h * dh)
 
 
+def _project_qkv(layer, x):
+    """q, k, v [B, n, d] each from x [B, n, d_model]: the fused projection, then the layer's
+    QKVConv when it has one (mixer.short_conv_on=qkv)."""
+    u = layer.qkv(x)
+    if layer.qkv_conv is not None:
+        u = layer.qkv_conv(u)
+    return u.chunk(3, dim=-1)
+
+
+def _project_qkv_step(layer, x_t, cache):
+    """One token's q, k, v [B, d] each; the QKVConv's window lives in `cache`."""
+    u = layer.qkv(x_t)
+    if layer.qkv_conv is not None:
+        u = layer.qkv_conv.step(u, cache)
+    return u.chunk(3, dim=-1)
+
+
+def _conv_theory(layer) -> tuple[int, int]:
+    """(state floats, flops per token) the layer's QKVConv adds; (0, 0) without one."""
+    if layer.qkv_conv is None:
+        return 0, 0
+    return layer.qkv_conv.state_size(), layer.qkv_conv.flops_per_token()
+
+
 class GLRMixer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, direct: str = "self",
                  recurrent: str = "none", cache_efficient: bool = False, chunk_size: int = 64,
-                 backend: str = "auto"):
+                 backend: str = "auto", qkv_conv: QKVConv | None = None):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
@@ -54,12 +78,13 @@ class GLRMixer(nn.Module):
         self.chunk_size, self.backend = chunk_size, backend
         self.has_recurrence = self.recurrent.num_terms != 0
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.qkv_conv = qkv_conv
         self.kr = nn.Linear(d_model, d_model, bias=False) if self.has_recurrence else None
         self.out = nn.Linear(d_model, d_model, bias=False)
 
     # -- parallel form ----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k, v = (_split_heads(t, self.num_heads) for t in _project_qkv(self, x))
         if self.direct.window is None and not self.has_recurrence:
             return self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
         alpha, a_idx, beta, b_idx = self._coefficients(x, q, k)
@@ -94,7 +119,7 @@ class GLRMixer(nn.Module):
         recurrence) M = A is the causal softmax attention matrix. O(n^2) memory: analysis only.
         """
         n = x.shape[1]
-        q, k, _ = (_split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k, _ = (_split_heads(t, self.num_heads) for t in _project_qkv(self, x))
         alpha, a_idx, beta, b_idx = self._coefficients(x, q, k)
         A = dense_matrix(alpha, a_idx, n)
         B = dense_matrix(beta, b_idx, n)
@@ -115,7 +140,7 @@ class GLRMixer(nn.Module):
         t = cache["t"]
         b = x_t.shape[0]
         q, k, v = (u.view(b, self.num_heads, self.head_dim)
-                   for u in self.qkv(x_t).chunk(3, dim=-1))
+                   for u in _project_qkv_step(self, x_t, cache))
         cache["direct"][t] = (k, v)
         keys = [cache["direct"][j][0] for j in self.direct.reads(t)]
         vals = [cache["direct"][j][1] for j in self.direct.reads(t)]
@@ -149,15 +174,15 @@ class GLRMixer(nn.Module):
 
     def state_size(self, n: int) -> int:
         """Floats this layer keeps to decode token n: (k, v) per direct cache entry and
-        (kr, y) per recurrent cache entry, for every head."""
-        return self.cache_size(n) * 2 * self.head_dim * self.num_heads
+        (kr, y) per recurrent cache entry, for every head (and a QKVConv's window)."""
+        return self.cache_size(n) * 2 * self.head_dim * self.num_heads + _conv_theory(self)[0]
 
     def flops_per_token(self, n: int) -> int:
         """Mixing flops of token n - 1 (projections excluded): a score and a weighted sum of
         head_dim each per read, for every head."""
         i = n - 1
         reads = len(self.direct.reads(i)) + len(self.recurrent.reads(i))
-        return 4 * reads * self.head_dim * self.num_heads
+        return 4 * reads * self.head_dim * self.num_heads + _conv_theory(self)[1]
 
 
 class LinearAttention(nn.Module):
@@ -170,17 +195,19 @@ class LinearAttention(nn.Module):
     phi(k_j)); `step` carries exactly (S, z). The materialised-M form is `reference`.
     """
 
-    def __init__(self, d_model: int, num_heads: int, chunk_size: int = 64, eps: float = 1e-6):
+    def __init__(self, d_model: int, num_heads: int, chunk_size: int = 64, eps: float = 1e-6,
+                 qkv_conv: QKVConv | None = None):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.num_heads, self.head_dim = num_heads, d_model // num_heads
         self.chunk_size, self.eps = chunk_size, eps
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.qkv_conv = qkv_conv
         self.out = nn.Linear(d_model, d_model, bias=False)
 
     def _features(self, x):
-        q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k, v = (_split_heads(t, self.num_heads) for t in _project_qkv(self, x))
         return F.elu(q) + 1, F.elu(k) + 1, v
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
@@ -208,12 +235,11 @@ class LinearAttention(nn.Module):
         return self.out(_merge_heads(torch.cat(outs, dim=2)))
 
     def step(self, x_t: torch.Tensor, cache: dict | None = None):
-        b = x_t.shape[0]
-        q, k, v = self._features(x_t.unsqueeze(1))
-        q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]  # [b, h, dh]
+        b, h, dh = x_t.shape[0], self.num_heads, self.head_dim
         if cache is None:
-            cache = {"t": 0, "S": q.new_zeros(b, self.num_heads, self.head_dim, self.head_dim),
-                     "z": q.new_zeros(b, self.num_heads, self.head_dim)}
+            cache = {"t": 0, "S": x_t.new_zeros(b, h, dh, dh), "z": x_t.new_zeros(b, h, dh)}
+        q, k, v = (u.view(b, h, dh) for u in _project_qkv_step(self, x_t, cache))
+        q, k = F.elu(q) + 1, F.elu(k) + 1
         cache["S"] = cache["S"] + k.unsqueeze(-1) * v.unsqueeze(-2)
         cache["z"] = cache["z"] + k
         num = (q.unsqueeze(-1) * cache["S"]).sum(-2)
@@ -232,10 +258,11 @@ class LinearAttention(nn.Module):
         return 1
 
     def state_size(self, n: int) -> int:
-        return self.num_heads * (self.head_dim * self.head_dim + self.head_dim)
+        return self.num_heads * (self.head_dim * self.head_dim + self.head_dim) + \
+            _conv_theory(self)[0]
 
     def flops_per_token(self, n: int) -> int:
-        return 4 * self.num_heads * self.head_dim * self.head_dim
+        return 4 * self.num_heads * self.head_dim * self.head_dim + _conv_theory(self)[1]
 
 
 def _no_params(cfg: MixerConfig) -> None:
@@ -244,25 +271,27 @@ def _no_params(cfg: MixerConfig) -> None:
                          f"{sorted(cfg.params)}")
 
 
-@register_kind("glr")
+@register_kind("glr", qkv_conv=True)
 def _build_glr(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module:
     _no_params(cfg)
     return GLRMixer(d_model, num_heads, direct=cfg.direct, recurrent=cfg.recurrent,
                     cache_efficient=cfg.cache_efficient, chunk_size=cfg.chunk_size,
-                    backend=cfg.backend)
+                    backend=cfg.backend, qkv_conv=qkv_conv(cfg, d_model))
 
 
-@register_kind("linear_attention", uses_patterns=False)
+@register_kind("linear_attention", uses_patterns=False, qkv_conv=True)
 def _build_linear_attention(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module:
     _no_params(cfg)
-    return LinearAttention(d_model, num_heads, chunk_size=cfg.chunk_size)
+    return LinearAttention(d_model, num_heads, chunk_size=cfg.chunk_size,
+                           qkv_conv=qkv_conv(cfg, d_model))
 
 
 def build_mixer(cfg, d_model: int, num_heads: int) -> nn.Module:
     """A mixer from a MixerConfig or a mapping with its keys (conf/mixer/*.yaml), through the
-    builder registered for its kind, with the short convolution in front when asked for."""
+    builder registered for its kind, with the short convolution in front when asked for
+    (short_conv_on=input; with short_conv_on=qkv the kind's builder places it)."""
     cfg = MixerConfig.from_mapping(cfg)
     mixer = get_kind(cfg.kind).build(cfg, d_model, num_heads)
-    if cfg.short_conv:
+    if cfg.short_conv and cfg.short_conv_on == "input":
         mixer = WithShortConv(mixer, d_model, cfg.short_conv)
     return mixer

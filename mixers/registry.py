@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MixerKind", "register_kind", "get_kind", "kind_names", "catalogue", "CONF_DIR"]
+__all__ = ["MixerKind", "register_kind", "get_kind", "kind_names", "qkv_conv_kinds", "catalogue",
+           "CONF_DIR"]
 
 #: the Hydra config folder; conf/mixer/*.yaml is the catalogue. In a checkout (or an editable
 #: install) it is conf/ at the repository root; an installed wheel ships it as runners/conf
@@ -38,21 +39,24 @@ class MixerKind:
     name: str
     build: Callable  # (MixerConfig, d_model, num_heads) -> nn.Module
     uses_patterns: bool  # whether `direct` / `recurrent` / `cache_efficient` mean anything
+    qkv_conv: bool = False  # whether its builder honours mixer.short_conv_on=qkv
 
 
 _KINDS: dict[str, MixerKind] = {}
 
 
-def register_kind(name: str, *, uses_patterns: bool = True):
+def register_kind(name: str, *, uses_patterns: bool = True, qkv_conv: bool = False):
     """Decorator: register `build(cfg, d_model, num_heads) -> nn.Module` as mixer kind `name`.
 
     A builder may import heavy optional dependencies inside its body: registration is free.
+    `qkv_conv`: the builder puts mixer.short_conv on q, k, v itself when short_conv_on=qkv
+    (mixers/conv.py); other kinds accept only short_conv_on=input.
     """
 
     def decorate(build):
         if name in _KINDS and _KINDS[name].build is not build:
             raise ValueError(f"mixer kind {name!r} is registered twice")
-        _KINDS[name] = MixerKind(name, build, uses_patterns)
+        _KINDS[name] = MixerKind(name, build, uses_patterns, qkv_conv)
         return build
 
     return decorate
@@ -60,6 +64,10 @@ def register_kind(name: str, *, uses_patterns: bool = True):
 
 def kind_names() -> tuple[str, ...]:
     return tuple(sorted(_KINDS))
+
+
+def qkv_conv_kinds() -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in _KINDS.items() if v.qkv_conv))
 
 
 def get_kind(name: str) -> MixerKind:

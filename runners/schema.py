@@ -40,9 +40,36 @@ RUN_ONLY = (
     "mixer.backend",
 )
 
+# Fields added after results existed, with the value that reproduces those older runs: at that
+# value they are left out of the identity, so an older result.json (which lacks the field) and a
+# new run of the same computation have one config hash and one leaderboard row.
+IDENTITY_DEFAULTS = {
+    "mixer.short_conv_on": "input",
+}
+
 # Fields a leaderboard cell pools over: runs that differ only in these are one experiment
 # (seeds are replicates; the learning rate is chosen on validation accuracy).
 POOLED = ("seed", "lr")
+
+
+def drop_defaults(config: dict) -> dict:
+    """`config` without the IDENTITY_DEFAULTS fields that hold their default value."""
+    at_default = [k for k, v in IDENTITY_DEFAULTS.items() if flatten(config).get(k, v) == v]
+    return drop_keys(config, at_default)
+
+
+def fill_defaults(config: dict) -> dict:
+    """A copy of `config` with the IDENTITY_DEFAULTS fields an older result lacks filled in (for
+    labels: an old run reads `short_conv_on=input`, which is what it computed)."""
+    c = copy.deepcopy(config)
+    for key, value in IDENTITY_DEFAULTS.items():
+        *parents, leaf = key.split(".")
+        node = c
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(leaf, value)
+    return c
 
 
 def drop_keys(config: dict, dotted: tuple[str, ...] | list[str]) -> dict:
@@ -61,7 +88,7 @@ def drop_keys(config: dict, dotted: tuple[str, ...] | list[str]) -> dict:
 def identity(config: dict, versions: dict) -> dict:
     """What a run is: its resolved config without the RUN_ONLY fields, and the code versions
     that decide its numbers (`task`: the task generator's, `op`: the mixer op's)."""
-    return {"config": drop_keys(config, RUN_ONLY), "versions": dict(versions)}
+    return {"config": drop_defaults(drop_keys(config, RUN_ONLY)), "versions": dict(versions)}
 
 
 def config_hash(config: dict, versions: dict) -> str:

@@ -230,6 +230,23 @@ def test_two_configs_under_one_name_are_two_rows(tmp_path):
     assert re.search(r"\| mixer +\| +model.d_model +\|", md), md
 
 
+def test_a_field_added_at_its_old_behaviour_does_not_split_a_row(tmp_path):
+    # results from before mixer.short_conv_on (no field) and after it at "input" are one row;
+    # "qkv" is a row of its own
+    root = tmp_path / "r"
+    base = {**catalogue()["se_first"], "short_conv": 4}
+    for seed, extra in ((0, {}), (1, {"short_conv_on": "input"})):
+        write(root, make_result("mqar-64", "se_first", seed, 1e-3, 0.8, 0.8,
+                                mixer_config={**base, **extra}))
+        write(root, make_result("mqar-64", "se_first", seed, 1e-3, 0.6, 0.6,
+                                mixer_config={**base, "short_conv_on": "qkv"}))
+    table = build_leaderboard(root)
+    rows = {"se_first [mixer.short_conv_on=input]", "se_first [mixer.short_conv_on=qkv]"}
+    assert set(table.index) == rows
+    assert (table["mqar-64 seeds"] == 2).all()
+    assert table.loc["se_first [mixer.short_conv_on=input]", "mqar-64"] == pytest.approx(0.8)
+
+
 def test_order_is_mean_accuracy_over_common_settings(tmp_path):
     root = tmp_path / "r"
     # attention solves both settings; chance_mixer is at chance but ranks first on flipflop

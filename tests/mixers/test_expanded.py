@@ -174,17 +174,20 @@ def test_se_pow2_cache_step_matches_forward_with_log_n_states():
 
 
 @pytest.mark.parametrize("name", SE_MIXERS)
-@pytest.mark.parametrize("rule", ["softmax", "decay"])
-def test_mixers_decode_and_match_reference(name, rule):
+@pytest.mark.parametrize("rule,place", [("softmax", "input"), ("decay", "input"),
+                                        ("softmax", "qkv")])
+def test_mixers_decode_and_match_reference(name, rule, place):
     torch.manual_seed(0)
-    cfg = dict(catalogue()[name], params={"coefficients": rule}, short_conv=3, chunk_size=8)
+    # backend chunked, not auto: at n = 21 auto would take the reference itself
+    cfg = dict(catalogue()[name], params={"coefficients": rule}, short_conv=3,
+               short_conv_on=place, chunk_size=8, backend="chunked")
     mixer = build_mixer(cfg, d_model=12, num_heads=2).double()
     x = torch.randn(2, 21, 12, dtype=torch.float64, requires_grad=True)
     y = mixer(x)
     torch.testing.assert_close(decode(mixer, x)[0], y, atol=1e-10, rtol=1e-8)
     params = [x, *mixer.parameters()]
     grads = torch.autograd.grad(y.pow(2).sum(), params)
-    mixer.mixer.backend = "reference"
+    (mixer.mixer if place == "input" else mixer).backend = "reference"
     y_ref = mixer(x)
     grads_ref = torch.autograd.grad(y_ref.pow(2).sum(), params)
     torch.testing.assert_close(y, y_ref)

@@ -31,6 +31,16 @@ def test_hash_covers_config_and_code_versions():
     assert config_hash(cfg, {**v, "op": 2}) != h
 
 
+def test_a_field_added_at_its_old_behaviour_keeps_the_identity():
+    # mixer.short_conv_on came after results existed: "input" is what those runs computed, so a
+    # config without the field and one with it at "input" are one run; "qkv" is another
+    v = {"task": 1, "generator": 1, "op": 2}
+    old = {"seed": 0, "mixer": {"name": "se_first", "short_conv": 4}}
+    new = {"seed": 0, "mixer": {"name": "se_first", "short_conv": 4, "short_conv_on": "input"}}
+    qkv = {"seed": 0, "mixer": {"name": "se_first", "short_conv": 4, "short_conv_on": "qkv"}}
+    assert config_hash(old, v) == config_hash(new, v) != config_hash(qkv, v)
+
+
 def test_version_bump_reruns(compose, tiny, tmp_path, read_results, monkeypatch):
     cfg = compose([*tiny, f"results_dir={tmp_path}"])
     first = run(cfg)
