@@ -92,16 +92,19 @@ def test_grids(compose):
     paper = compose(["grid=paper_table1"], return_hydra_config=True)
     assert set(str(paper.hydra.sweeper.params.mixer).split(",")) == vector
     assert sweep_size(paper) == 3 * 9 * 3 * 2
-    # the GPU grid adds the state-expanded rows and the fla baselines, short_conv off and on
+    # the GPU grid adds the state-expanded rows, short_conv off and on q, k, v; its baselines
+    # grid every fla mixer (which cannot take the q, k, v placement)
     gpu = compose(["grid=paper_table1_gpu"], return_hydra_config=True)
     gpu_mixers = set(str(gpu.hydra.sweeper.params.mixer).split(","))
     expanded = {name for name in catalogue() if name.startswith("se_")}
     fla = {name for name, cfg in catalogue().items() if cfg["kind"] == "fla"}
-    assert vector | expanded <= gpu_mixers and gpu_mixers <= set(catalogue())
-    assert len(fla & gpu_mixers) >= 6
+    assert gpu_mixers == vector | expanded and gpu.mixer.short_conv_on == "qkv"
     assert sweep_size(gpu) == 3 * len(gpu_mixers) * 2 * 3 * 3
+    base = compose(["grid=paper_table1_gpu_baselines"], return_hydra_config=True)
+    assert set(str(base.hydra.sweeper.params.mixer).split(",")) == fla
+    assert sweep_size(base) == 3 * len(fla) * 3 * 3
     # the second edition's recall grids: every mixer named is a catalogue entry
-    for grid in ("table1_v2_recall", "table1_v2_baselines"):
+    for grid in ("table1_v2_recall", "table1_v2_recall_noconv", "table1_v2_baselines"):
         cfg = compose([f"grid={grid}"], return_hydra_config=True)
         assert set(str(cfg.hydra.sweeper.params.mixer).split(",")) <= set(catalogue())
         assert cfg.task.params.seq_len == 128
