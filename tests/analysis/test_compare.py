@@ -1,9 +1,9 @@
 """Our leaderboard columns beside a published table."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
-
-from pathlib import Path
 
 from analysis.compare import main, parse_ours, side_by_side
 
