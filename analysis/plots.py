@@ -408,7 +408,8 @@ def swept_task_params(cells: pd.DataFrame) -> dict[str, tuple[str, pd.DataFrame]
 
 def plot_task_sweep(cells: pd.DataFrame, out: Path, metric: str):
     """Accuracy against the one task parameter a task's settings sweep (Zoology's accuracy
-    against the number of pairs): a panel per task, a line per row, bands the 95% t interval."""
+    against the number of pairs): a panel per task, a line per row through its means, a dot per
+    seed."""
     swept = swept_task_params(cells)
     if not swept:
         _note("accuracy against a task parameter skipped: no task whose settings differ in "
@@ -418,13 +419,17 @@ def plot_task_sweep(cells: pd.DataFrame, out: Path, metric: str):
     with ax_style, ctx:
         fig, axes = _grid(len(swept))
         for ax, (task, (key, sub)) in zip(axes, sorted(swept.items())):
-            for m in _ordered(sub["row"]):
+            rows = _ordered(sub["row"])
+            for k, m in enumerate(rows):
                 part = sub[sub["row"] == m].sort_values("x")
                 x = part["x"].to_numpy(float)
-                ax.fill_between(x, np.clip(part["lo"].to_numpy(float), 0, 1),
-                                np.clip(part["hi"].to_numpy(float), 0, 1),
-                                color=_STYLE.color(m), alpha=0.15, lw=0)
-                ax.plot(x, part["mean"], marker=_STYLE.marker(m), color=_STYLE.color(m))
+                ax.plot(x, part["mean"], marker=_STYLE.marker(m), color=_STYLE.color(m), ms=7)
+                # every seed as a dot, nudged sideways per row: with a few seeds that either
+                # learn or do not, the seeds say more than a t interval
+                nudge = 2 ** ((k - (len(rows) - 1) / 2) * 0.03)
+                for xv, seeds in zip(x, part["values"]):
+                    ax.scatter([xv * nudge] * len(seeds), seeds, s=14, alpha=0.55, lw=0,
+                               color=_STYLE.color(m), zorder=3)
             values = sorted(sub["x"].unique())
             if min(values) > 0:
                 ax.set_xscale("log", base=2)
@@ -435,7 +440,7 @@ def plot_task_sweep(cells: pd.DataFrame, out: Path, metric: str):
             ax.set_xlabel(key)
             ax.set_ylabel(_metric_label(metric))
         _legend(fig, _ordered(cells["row"]))
-        fig.suptitle("Accuracy against the swept task parameter (bands: 95% t interval)")
+        fig.suptitle("Accuracy against the swept task parameter (line: mean; dots: seeds)")
         keys = sorted({key for key, _ in swept.values()})
         return _save(fig, out, "accuracy_vs_" + "_".join(keys))
 

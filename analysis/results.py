@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -231,7 +232,7 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
 
     The learning rate is the one with the best mean `select_on` over seeds (ties: more seeds,
     then the smaller rate); the cell reports that rate's `metric` over its seeds: `mean`, `std`,
-    `ci95` (the t half-width, NaN for one seed), `lo`, `hi`, `seeds`. A steps-to-accuracy metric
+    `ci95` (the t half-width, NaN for one seed), `lo`, `hi`, `seeds`, `values` (the seeds' own). A steps-to-accuracy metric
     of a seed that never reached the threshold is inf, and so is then the mean. Also `row`,
     `mixer`, `task_setting` (the column label), `val_mean`, `lrs` (rates tried), `seq_len`,
     `num_params` (median), `d_model`, `num_heads`, `num_layers`, `state_size` (the recorded
@@ -271,6 +272,7 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
             "val_mean": per_lr["val"].iloc[0],
             "lrs": len(per_lr),
             "seeds": n,
+            "values": values.tolist(),  # one per seed, at the chosen rate
             "mean": mean,
             "std": float(values.std(ddof=1)) if n > 1 and np.isfinite(mean) else math.nan,
             "ci95": half,
@@ -293,11 +295,18 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
     return cells
 
 
+def _natural(label: str) -> tuple:
+    """`mqar-n128-kv8` before `mqar-n128-kv16`: digit runs compare as numbers."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(label)))
+
+
 def setting_order(cells: pd.DataFrame) -> list[str]:
-    """Task settings ordered by task name, then sequence length, then label."""
+    """Task settings ordered by task name, then sequence length, then label (numbers in it
+    compared as numbers)."""
     keys = cells.groupby("task_setting").agg(task=("task", "first"), n=("seq_len", "max"))
     keys = keys.reset_index().fillna({"task": "", "n": -1})
-    keys = keys.sort_values(["task", "n", "task_setting"], kind="stable")
+    keys["label"] = keys["task_setting"].map(_natural)
+    keys = keys.sort_values(["task", "n", "label"], kind="stable")
     return keys["task_setting"].tolist()
 
 

@@ -7,7 +7,7 @@ import pytest
 from analysis_helpers import make_result, synthetic_results, write
 
 from analysis import plots
-from analysis.results import load_results, summarize
+from analysis.results import load_results, setting_order, summarize
 from analysis.stats import fit_exponent
 
 
@@ -47,12 +47,15 @@ def test_accuracy_against_the_swept_task_parameter(tmp_path, capsys):
             write(root, make_result(f"mqar-kv{kv}", mixer, seed, 1e-3, acc, acc + 0.01 * seed,
                                     seq_len=128, task_params={"num_kv_pairs": kv}))
     cells = summarize(load_results(root))
+    assert setting_order(cells) == ["mqar-kv8", "mqar-kv16", "mqar-kv32"]  # numbers as numbers
     swept = plots.swept_task_params(cells)
     assert list(swept) == ["mqar"]
     key, sub = swept["mqar"]
     assert key == "num_kv_pairs"
     got = {(r["mixer"], int(r["x"])): r["mean"] for _, r in sub.iterrows()}
     assert got == pytest.approx({k: v + 0.005 for k, v in truth.items()})
+    seeds = {(r["mixer"], int(r["x"])): sorted(r["values"]) for _, r in sub.iterrows()}
+    assert seeds[("sq1", 16)] == pytest.approx([0.3, 0.31])
     made = plots.make_plots(cells, tmp_path / "out")
     assert "accuracy_vs_num_kv_pairs" in {p.stem for _, p in made}
     # the synthetic grid varies seq_len (its own plot) and, in one setting, three parameters
