@@ -232,8 +232,9 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
 
     The learning rate is the one with the best mean `select_on` over seeds (ties: more seeds,
     then the smaller rate); the cell reports that rate's `metric` over its seeds: `mean`, `std`,
-    `ci95` (the t half-width, NaN for one seed), `lo`, `hi`, `seeds`, `values` (the seeds' own). A steps-to-accuracy metric
-    of a seed that never reached the threshold is inf, and so is then the mean. Also `row`,
+    `ci95` (the t half-width, NaN for one seed), `lo`, `hi`, `seeds`, `values` (the seeds'
+    own). A steps-to-accuracy metric of a seed that never reached the threshold is inf, and so
+    is then the mean. Also `row`,
     `mixer`, `task_setting` (the column label), `val_mean`, `lrs` (rates tried), `seq_len`,
     `num_params` (median), `d_model`, `num_heads`, `num_layers`, `state_size` (the recorded
     theory.state_size), `info_bits`, the task and mixer configs, and the `group_by` value.
