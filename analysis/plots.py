@@ -447,7 +447,9 @@ def plot_task_sweep(cells: pd.DataFrame, out: Path, metric: str):
 
 def _curve_frame(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Long table (task_setting, row, path, part, step, value) of the learning curves of the
-    runs each cell reports (its chosen learning rate): part = val_acc or train_loss."""
+    runs each cell reports (its chosen learning rate): part = val_acc or train_loss. A run that
+    stopped early (it reached trainer.target_acc) holds its last value up to the last step of
+    its cell's other runs, so that a mean over seeds does not jump when a seed stops."""
     curves = dict(zip(runs["path"], runs["curve"])) if "curve" in runs else {}
     rows = []
     for _, cell in cells.iterrows():
@@ -461,7 +463,18 @@ def _curve_frame(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
                 for step, value in zip(c.get("step", []), c.get(key, [])):
                     if value is not None:
                         rows.append((cell["task_setting"], cell["row"], path, part, step, value))
-    return pd.DataFrame(rows, columns=["task_setting", "row", "path", "part", "step", "value"])
+    frame = pd.DataFrame(rows, columns=["task_setting", "row", "path", "part", "step", "value"])
+    held = []
+    for (setting, row, part), group in frame.groupby(["task_setting", "row", "part"]):
+        steps = np.sort(group["step"].unique())
+        for path, run in group.groupby("path"):
+            last = run["step"].max()
+            for step in steps[steps > last]:
+                held.append((setting, row, path, part, step,
+                             run.loc[run["step"] == last, "value"].iloc[-1]))
+    if held:
+        frame = pd.concat([frame, pd.DataFrame(held, columns=frame.columns)], ignore_index=True)
+    return frame
 
 
 def plot_curves(cells: pd.DataFrame, runs: pd.DataFrame, out: Path):
@@ -501,7 +514,8 @@ def plot_curves(cells: pd.DataFrame, runs: pd.DataFrame, out: Path):
                 ax.set_ylabel({"val_acc": "validation accuracy",
                                "train_loss": "training loss"}[part] if j == 0 else "")
         _legend(fig, _ordered(data["row"]))
-        fig.suptitle("Learning curves (mean over seeds at the chosen rate; band: min to max)")
+        fig.suptitle("Learning curves (mean over seeds at the chosen rate; band: min to max; a "
+                     "run stopped early holds its last value)")
         return _save(fig, out, "learning_curves")
 
 

@@ -65,6 +65,21 @@ def test_accuracy_against_the_swept_task_parameter(tmp_path, capsys):
     assert "exactly one numeric parameter" in capsys.readouterr().out
 
 
+def test_a_run_stopped_early_holds_its_last_value_in_the_curves(tmp_path):
+    root = tmp_path / "r"
+    for seed, (steps, accs) in enumerate((([100, 200], [0.5, 0.99]),
+                                          ([100, 200, 300, 400], [0.1, 0.2, 0.3, 0.4]))):
+        curve = {"train": {"step": steps, "loss": [1.0] * len(steps)},
+                 "val": {"step": steps, "acc": accs, "exact": accs, "loss": accs}}
+        write(root, make_result("mqar-64", "attention", seed, 1e-3, accs[-1], accs[-1],
+                                curve=curve))
+    runs = load_results(root)
+    frame = plots._curve_frame(summarize(runs), runs)
+    val = frame[frame["part"] == "val_acc"].groupby("step")["value"].mean()
+    # seed 0 stopped at 200 with 0.99: the mean at 300 and 400 keeps it
+    assert val.to_dict() == pytest.approx({100: 0.3, 200: 0.595, 300: 0.645, 400: 0.695})
+
+
 def test_missing_data_is_skipped_with_a_note(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no bench_out/mixers.json from an earlier `make bench`
     root = tmp_path / "r"
