@@ -417,7 +417,7 @@ def plot_task_sweep(cells: pd.DataFrame, out: Path, metric: str):
         return None
     ax_style, ctx = _style()
     with ax_style, ctx:
-        fig, axes = _grid(len(swept))
+        fig, axes = _grid(len(swept), size=(7.5, 4.8))  # room beside long row labels
         for ax, (task, (key, sub)) in zip(axes, sorted(swept.items())):
             rows = _ordered(sub["row"])
             for k, m in enumerate(rows):
