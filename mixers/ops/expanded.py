@@ -18,7 +18,7 @@ q, k: [batch, heads, n, dk]; v: [batch, heads, n, dv]; alpha, a_idx, beta, b_idx
                n * dk * dv floats held for the states and again for their gradient
     chunked    per chunk of C rows: the in-chunk part of M by one C x C solve, and matrix states
                kept only at the positions a later chunk reads (docs/design.md 1.4)
-    auto       reference up to n = 4 C (a few chunks: one n x n product beats the chunk loop),
+    auto       reference up to n = 256 (a few chunks: one n x n product beats the chunk loop),
                then chunked, or flat where the chunks read many past states (`auto_backend`):
                the fastest at n = 128..4096 (docs/mixers.md)
 """
@@ -75,10 +75,11 @@ def glr_expanded(q, k, v, alpha, a_idx, beta, b_idx, backend: str = "auto",
     return expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, chunk_size)
 
 
-#: `auto` takes `reference` up to this many chunk sizes: measured (docs/mixers.md, fwd+bwd of
-#: the layer, d = 64, one head, C = 64) reference / chunked = 0.43-0.48 at n = 128, 0.49-0.67 at
-#: n = 256, 1.07-2.2 at n = 512 for se_first and se_pow2_cache (0.12-0.38 for se_dense up to 1024)
-AUTO_REFERENCE_UP_TO = 4
+#: `auto` takes `reference` up to this length: measured (docs/mixers.md, fwd+bwd of the layer,
+#: d = 64, one head, C = 64) reference / chunked = 0.43-0.48 at n = 128, 0.49-0.67 at n = 256,
+#: 1.07-2.2 at n = 512 for se_first and se_pow2_cache (0.12-0.38 for se_dense up to 1024). A
+#: length, not a number of chunks: the reference's n x n memory must not grow with chunk_size.
+AUTO_REFERENCE_MAX_N = 256
 
 #: `auto` takes `flat` when the chunks read more past states than this many chunk sizes on
 #: average: measured crossover (docs/mixers.md, bench/expanded.py, dk = dv = 32, C = 64) between
@@ -100,10 +101,10 @@ def mean_past_reads(b_idx: torch.Tensor, chunk_size: int) -> float:
 
 
 def auto_backend(b_idx: torch.Tensor, chunk_size: int) -> str:
-    """`reference` for short sequences (n <= AUTO_REFERENCE_UP_TO chunks: its O(n^2) memory is
-    small there), else `chunked` unless its states are read too widely (plain sq1, dense at long
-    n): `flat`."""
-    if b_idx.shape[0] <= AUTO_REFERENCE_UP_TO * chunk_size:
+    """`reference` for short sequences (n <= AUTO_REFERENCE_MAX_N: its O(n^2) memory is small
+    there), else `chunked` unless its states are read too widely (plain sq1, dense at long n):
+    `flat`."""
+    if b_idx.shape[0] <= AUTO_REFERENCE_MAX_N:
         return "reference"
     if mean_past_reads(b_idx, chunk_size) > AUTO_FLAT_ABOVE * chunk_size:
         return "flat"

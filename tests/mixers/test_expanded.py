@@ -249,8 +249,9 @@ def test_bad_inputs_are_named():
 
 
 def test_auto_keeps_the_measured_faster_backend():
-    # docs/mixers.md: reference up to 4 chunks, then chunked where chunks read few past states,
-    # flat for plain sq1 / dense at long n (their chunks read most of the past)
+    # docs/mixers.md: reference up to n = 256 (whatever the chunk size), then chunked where
+    # chunks read few past states, flat for plain sq1 / dense at long n (their chunks read most
+    # of the past)
     from mixers.ops.expanded import auto_backend
 
     def pick(name, ce, n):
@@ -263,3 +264,4 @@ def test_auto_keeps_the_measured_faster_backend():
     assert {pick(p, ce, n) for p, ce in [("first", False), ("pow2", True), ("dense", False)]
             for n in (1, 65, 256)} == {"reference"}
     assert pick("first", False, 257) == "chunked"
+    assert auto_backend(make_pattern("first").index(257), 1024) == "chunked"
