@@ -356,6 +356,16 @@ def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
         return _save(fig, out, f"accuracy_vs_{'hops' if column == 'hops' else 'congestion'}")
 
 
+def _value_axis(ax, x: pd.Series) -> None:
+    """An x axis ticked at each value of x (log2 when all are positive), accuracy on y."""
+    values = sorted(x.unique())
+    if min(values) > 0:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.minorticks_off()
+    ax.set_ylim(-0.03, 1.03)
+
+
 def plot_group_by(cells: pd.DataFrame, out: Path, metric: str, key: str):
     """Accuracy against the --group-by key (e.g. model.d_model: Zoology's accuracy against
     width), a panel per task setting, a line per row."""
@@ -373,12 +383,7 @@ def plot_group_by(cells: pd.DataFrame, out: Path, metric: str, key: str):
                                 np.clip(part["hi"].to_numpy(float), 0, 1),
                                 color=_STYLE.color(m), alpha=0.18, lw=0)
                 ax.plot(x, part["mean"], marker=_STYLE.marker(m), color=_STYLE.color(m))
-            values = sorted(sub["x"].unique())
-            if min(values) > 0:
-                ax.set_xscale("log", base=2)
-            ax.set_xticks(values, [f"{v:g}" for v in values])
-            ax.minorticks_off()
-            ax.set_ylim(-0.03, 1.03)
+            _value_axis(ax, sub["x"])
             ax.set_title(str(setting))
             ax.set_xlabel(key)
             ax.set_ylabel(_metric_label(metric))
@@ -430,12 +435,7 @@ def plot_task_sweep(cells: pd.DataFrame, out: Path, metric: str):
                 for xv, seeds in zip(x, part["values"]):
                     ax.scatter([xv * nudge] * len(seeds), seeds, s=14, alpha=0.55, lw=0,
                                color=_STYLE.color(m), zorder=3)
-            values = sorted(sub["x"].unique())
-            if min(values) > 0:
-                ax.set_xscale("log", base=2)
-            ax.set_xticks(values, [f"{v:g}" for v in values])
-            ax.minorticks_off()
-            ax.set_ylim(-0.03, 1.03)
+            _value_axis(ax, sub["x"])
             ax.set_title(task)
             ax.set_xlabel(key)
             ax.set_ylabel(_metric_label(metric))

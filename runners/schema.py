@@ -54,8 +54,17 @@ POOLED = ("seed", "lr")
 
 def drop_defaults(config: dict) -> dict:
     """`config` without the IDENTITY_DEFAULTS fields that hold their default value."""
-    at_default = [k for k, v in IDENTITY_DEFAULTS.items() if flatten(config).get(k, v) == v]
-    return drop_keys(config, at_default)
+    flat = flatten(config)
+    return drop_keys(config, [k for k, v in IDENTITY_DEFAULTS.items() if flat.get(k, v) == v])
+
+
+def _parent(config: dict, dotted: str):
+    """(the mapping that holds the dotted key's leaf, or None; the leaf's name)."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for p in parents:
+        node = node.get(p) if isinstance(node, dict) else None
+    return (node if isinstance(node, dict) else None), leaf
 
 
 def fill_defaults(config: dict) -> dict:
@@ -63,11 +72,8 @@ def fill_defaults(config: dict) -> dict:
     labels: an old run reads `short_conv_on=input`, which is what it computed)."""
     c = copy.deepcopy(config)
     for key, value in IDENTITY_DEFAULTS.items():
-        *parents, leaf = key.split(".")
-        node = c
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        node, leaf = _parent(c, key)
+        if node is not None:
             node.setdefault(leaf, value)
     return c
 
@@ -76,11 +82,8 @@ def drop_keys(config: dict, dotted: tuple[str, ...] | list[str]) -> dict:
     """A deep copy of `config` without the dotted keys (`model.name`, ...)."""
     c = copy.deepcopy(config)
     for key in dotted:
-        *parents, leaf = key.split(".")
-        node = c
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        node, leaf = _parent(c, key)
+        if node is not None:
             node.pop(leaf, None)
     return c
 

@@ -75,10 +75,10 @@ def glr_expanded(q, k, v, alpha, a_idx, beta, b_idx, backend: str = "auto",
     return expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, chunk_size)
 
 
-#: `auto` takes `reference` up to this length: measured (docs/mixers.md, fwd+bwd of the layer,
-#: d = 64, one head, C = 64) reference / chunked = 0.43-0.48 at n = 128, 0.49-0.67 at n = 256,
-#: 1.07-2.2 at n = 512 for se_first and se_pow2_cache (0.12-0.38 for se_dense up to 1024). A
-#: length, not a number of chunks: the reference's n x n memory must not grow with chunk_size.
+#: `auto` takes `reference` up to this length: measured (docs/mixers.md, bench/expanded.py,
+#: dk = dv = 64, C = 64) reference / chunked = 0.23-0.32 at n = 128, 0.36-0.57 at n = 256,
+#: 0.81-1.2 at n = 512 for se_first and se_pow2_cache (0.085-0.16 for se_dense). A length, not a
+#: number of chunks: the reference's n x n memory must not grow with chunk_size.
 AUTO_REFERENCE_MAX_N = 256
 
 #: `auto` takes `flat` when the chunks read more past states than this many chunk sizes on
