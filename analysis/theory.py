@@ -6,7 +6,7 @@
     pattern_stats({"kind": "glr", "direct": "window(16)", "recurrent": "pow2"}, 1024)  # a config
     layer_theory(result_mixer_config, 1024, d_model=64, num_heads=2)   # what the leaderboard uses
 
-The catalogue is the set of `conf/mixer/*.yaml` files (mixers.registry.catalogue); a mixer's
+The catalogue is the set of `conf/mixer/*.yaml` files (runners.paths.catalogue); a mixer's
 family, state and patterns come from the layer its kind builds (mixers.registry), never from a
 table of names here: a config of a kind the registry does not know is an error.
 
@@ -94,7 +94,7 @@ def _build(name, direct, recurrent, cache_efficient=False, state_expanded=False)
 
 
 def _catalogue() -> dict[str, dict]:
-    from mixers.registry import catalogue
+    from runners.paths import catalogue
 
     return catalogue()
 

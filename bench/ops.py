@@ -5,7 +5,7 @@
                         [--compare pow2:reference] [--out bench_out/mixers.json]
     python -m bench.ops --from-json bench_out/mixers.json [--markdown]   # re-render only
 
-The mixers are the catalogue, `conf/mixer/*.yaml` (`mixers.catalogue()`), each built with
+The mixers are the catalogue, `conf/mixer/*.yaml` (`runners.paths.catalogue()`), each built with
 `mixers.build_mixer(cfg, 128, 4)` (4 heads of dim 32): a mixer added as one YAML file is
 benchmarked with no change here, and one whose build fails on this machine (a missing optional
 package, a GPU-only kind) is listed under `skipped` with the reason. What is timed is the layer's
@@ -96,8 +96,9 @@ def plan(names=None, ns=NS, compare=DEFAULT_COMPARE, log=print):
     """-> (jobs, theory, skipped). A job per (mixer, backend, n); theory {mixer: {exponent,
     bound, max_n}}; skipped {mixer: reason} for every mixer that does not build here."""
     import mixers
+    import runners.paths
 
-    cat = mixers.catalogue()
+    cat = runners.paths.catalogue()
     names = list(cat) if names is None else list(names)
     unknown = [m for m in names if m not in cat]
     if unknown:
@@ -475,9 +476,9 @@ def main(argv=None) -> int:
         names = None if args.mixers is None else [
             m.strip() for m in args.mixers.split(",") if m.strip()]
         compare = [c.strip() for c in args.compare.split(",") if c.strip()]
-        import mixers
+        from runners.paths import catalogue
 
-        known = mixers.catalogue()
+        known = catalogue()
         for m in (names or []) + [c.partition(":")[0] for c in compare]:
             if m not in known:
                 p.error(f"unknown mixer {m!r}; known (conf/mixer/*.yaml): {', '.join(known)}")

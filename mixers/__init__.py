@@ -6,10 +6,10 @@ from .config import MixerConfig
 from .layers import GLRMixer, LinearAttention, build_mixer
 from .ops import BACKENDS, glr, poisoned_outputs
 from .patterns import make_direct, make_pattern
-from .registry import catalogue, get_kind, kind_names, register_kind
+from .registry import get_kind, kind_names, register_kind
 
 __all__ = [
     "glr", "BACKENDS", "poisoned_outputs", "make_pattern", "make_direct",
     "MixerConfig", "GLRMixer", "LinearAttention", "build_mixer",
-    "register_kind", "get_kind", "kind_names", "catalogue",
+    "register_kind", "get_kind", "kind_names",
 ]

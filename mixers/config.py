@@ -1,8 +1,16 @@
-"""The schema of a `conf/mixer/*.yaml` file: a mixer is a config, not a class."""
+"""The schema of a `conf/mixer/*.yaml` file: a mixer is a config, not a class.
+
+Each kind declares the keys it reads (mixers.registry); a config that sets any other key away
+from its default is refused, so every key of a valid config either changes the computation or
+holds its default, and a key a kind ignores never makes a second run identity (docs/runners.md,
+"Run identity").
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from .ops import BACKENDS
@@ -51,6 +59,19 @@ class MixerConfig:
             # parse the patterns now so that a typo fails before any model is built
             make_direct(self.direct)
             make_pattern(self.recurrent, cache_efficient=self.cache_efficient)
+        used = kind.keys_for(self)
+        ignored = [k for k, default in _defaults().items()
+                   if k not in used and getattr(self, k) != default]
+        if ignored:
+            values = ", ".join(f"mixer.{k}={getattr(self, k)!r}" for k in ignored)
+            one = len(ignored) == 1
+            raise ValueError(f"{values}: kind {self.kind!r} does not read "
+                             f"{'this key' if one else 'these keys'} in this config (it reads "
+                             f"{', '.join(used)}); remove {'it' if one else 'them'}")
+
+    def used_keys(self) -> tuple[str, ...]:
+        """The keys this config's layer reads (the kind's, mixers.registry)."""
+        return get_kind(self.kind).keys_for(self)
 
     @classmethod
     def from_mapping(cls, cfg) -> MixerConfig:
@@ -64,3 +85,20 @@ class MixerConfig:
         if unknown:
             raise ValueError(f"mixer config: unknown keys {unknown}; known keys: {sorted(known)}")
         return cls(**dict(cfg))
+
+
+def _defaults() -> dict[str, Any]:
+    """{key: default} of every MixerConfig field."""
+    return {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                     else f.default) for f in dataclasses.fields(MixerConfig)}
+
+
+def canonical(cfg) -> dict:
+    """A mixer mapping (an older result's recorded `config.mixer`, say) with every key its kind
+    does not read reset to its default: what such a run computed, and the mapping that builds
+    and groups with the runs of today (keys that are no MixerConfig field are left as they are)."""
+    mapping, defaults = dict(cfg), _defaults()
+    used = get_kind(mapping.get("kind", defaults["kind"])).keys_for(
+        SimpleNamespace(**{**defaults, **mapping}))
+    return {k: (defaults[k] if k in defaults and k not in used else v)
+            for k, v in mapping.items()}

@@ -178,7 +178,8 @@ class ExpandedMixer(nn.Module):
         return (reads * (2 * d + 2 * d * d) + 2 * d * d) * self.num_heads + _conv_theory(self)[1]
 
 
-@register_kind("expanded", qkv_conv=True)
+@register_kind("expanded", keys=("direct", "recurrent", "cache_efficient", "chunk_size", "backend",
+                                  "params"), qkv_conv=True)
 def _build_expanded(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module:
     params = dict(cfg.params)
     rule = params.pop("coefficients", "softmax")

@@ -479,7 +479,7 @@ class FLAMixer(nn.Module):
         return self.baseline.flops_per_entry * self.state_size(n)
 
 
-@register_kind("fla", uses_patterns=False)
+@register_kind("fla", keys=("params",))
 def _build_fla(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module:
     params = dict(cfg.params)
     layer = params.pop("layer", None)

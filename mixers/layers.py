@@ -265,23 +265,24 @@ class LinearAttention(nn.Module):
         return 4 * self.num_heads * self.head_dim * self.head_dim + _conv_theory(self)[1]
 
 
-def _no_params(cfg: MixerConfig) -> None:
-    if cfg.params:
-        raise ValueError(f"mixer.params: kind {cfg.kind!r} takes no params, got "
-                         f"{sorted(cfg.params)}")
+def _sdpa_keys(cfg: MixerConfig) -> tuple[str, ...]:
+    """Full attention (direct=full, no recurrence) runs on torch's scaled_dot_product_attention,
+    not on the glr op: chunk_size and backend mean nothing to it."""
+    if make_direct(cfg.direct).window is None and make_pattern(cfg.recurrent).num_terms == 0:
+        return ("chunk_size", "backend")
+    return ()
 
 
-@register_kind("glr", qkv_conv=True)
+@register_kind("glr", keys=("direct", "recurrent", "cache_efficient", "chunk_size", "backend"),
+               qkv_conv=True, unused=_sdpa_keys)
 def _build_glr(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module:
-    _no_params(cfg)
     return GLRMixer(d_model, num_heads, direct=cfg.direct, recurrent=cfg.recurrent,
                     cache_efficient=cfg.cache_efficient, chunk_size=cfg.chunk_size,
                     backend=cfg.backend, qkv_conv=qkv_conv(cfg, d_model))
 
 
-@register_kind("linear_attention", uses_patterns=False, qkv_conv=True)
+@register_kind("linear_attention", keys=("chunk_size",), qkv_conv=True)
 def _build_linear_attention(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module:
-    _no_params(cfg)
     return LinearAttention(d_model, num_heads, chunk_size=cfg.chunk_size,
                            qkv_conv=qkv_conv(cfg, d_model))
 

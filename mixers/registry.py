@@ -1,11 +1,16 @@
-"""Mixer kinds, each registered once, and the catalogue of configs (docs/design.md, section 1.3).
+"""Mixer kinds, each registered once (docs/design.md, section 1.3).
 
 A *kind* is a family of layers (`glr`, `linear_attention`, ...); a *mixer* is a config of a kind,
 one `conf/mixer/<name>.yaml` file. The YAML files are the only list of mixers: benchmarks, tests
-and analysis enumerate them through `catalogue()`.
+and analysis enumerate them through `runners.paths.catalogue()` (the config folder is the
+runners' Hydra config).
 
-    @register_kind("glr")
+    @register_kind("glr", keys=("direct", "recurrent", "cache_efficient", "chunk_size", "backend"))
     def _build_glr(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module: ...
+
+A kind declares the MixerConfig keys it reads; `MixerConfig` refuses any other key set away from
+its default (one line naming the kind and the keys it takes), so a key a kind ignores can never
+make two leaderboard rows of one computation.
 
 Every layer a kind builds states its own theory (docs/design.md 1.7), read instead of a name table:
 
@@ -21,34 +26,46 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-__all__ = ["MixerKind", "register_kind", "get_kind", "kind_names", "qkv_conv_kinds", "catalogue",
-           "CONF_DIR"]
+__all__ = ["MixerKind", "register_kind", "get_kind", "kind_names", "qkv_conv_kinds", "COMMON_KEYS"]
 
-#: the Hydra config folder; conf/mixer/*.yaml is the catalogue. In a checkout (or an editable
-#: install) it is conf/ at the repository root; an installed wheel ships it as runners/conf
-#: (pyproject.toml maps the package `runners.conf` to conf/).
-_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = next((d for d in (_ROOT / "runners" / "conf", _ROOT / "conf") if d.is_dir()),
-                _ROOT / "conf")
+#: the MixerConfig keys every kind takes: its name, its kind, and the short convolution in front
+#: of the layer (mixers.conv; short_conv_on=qkv only for the kinds registered with qkv_conv)
+COMMON_KEYS = ("name", "kind", "short_conv", "short_conv_on")
 
 
 @dataclass(frozen=True)
 class MixerKind:
     name: str
     build: Callable  # (MixerConfig, d_model, num_heads) -> nn.Module
-    uses_patterns: bool  # whether `direct` / `recurrent` / `cache_efficient` mean anything
+    keys: tuple[str, ...]  # the MixerConfig keys its builder reads, beyond COMMON_KEYS
     qkv_conv: bool = False  # whether its builder honours mixer.short_conv_on=qkv
+    # (MixerConfig) -> the keys of `keys` that this config's layer does not read after all
+    # (attention, glr with direct=full and no recurrence, runs on SDPA: no chunk_size, backend)
+    unused: Callable | None = None
+
+    @property
+    def uses_patterns(self) -> bool:
+        """Whether `direct` / `recurrent` / `cache_efficient` mean anything to this kind."""
+        return "recurrent" in self.keys
+
+    def keys_for(self, cfg) -> tuple[str, ...]:
+        """Every MixerConfig key the layer of `cfg` reads (COMMON_KEYS first)."""
+        dropped = set(self.unused(cfg)) if self.unused is not None else set()
+        return COMMON_KEYS + tuple(k for k in self.keys if k not in dropped)
 
 
 _KINDS: dict[str, MixerKind] = {}
 
 
-def register_kind(name: str, *, uses_patterns: bool = True, qkv_conv: bool = False):
+def register_kind(name: str, *, keys: tuple[str, ...] = (), qkv_conv: bool = False,
+                  unused: Callable | None = None):
     """Decorator: register `build(cfg, d_model, num_heads) -> nn.Module` as mixer kind `name`.
 
     A builder may import heavy optional dependencies inside its body: registration is free.
+    `keys`: the MixerConfig keys the builder reads beyond COMMON_KEYS; MixerConfig refuses any
+    other key set away from its default, and so a key a kind ignores never changes a run's
+    identity. `unused(cfg)`: keys of `keys` that a particular config does not read.
     `qkv_conv`: the builder puts mixer.short_conv on q, k, v itself when short_conv_on=qkv
     (mixers/conv.py); other kinds accept only short_conv_on=input.
     """
@@ -56,7 +73,7 @@ def register_kind(name: str, *, uses_patterns: bool = True, qkv_conv: bool = Fal
     def decorate(build):
         if name in _KINDS and _KINDS[name].build is not build:
             raise ValueError(f"mixer kind {name!r} is registered twice")
-        _KINDS[name] = MixerKind(name, build, uses_patterns, qkv_conv)
+        _KINDS[name] = MixerKind(name, build, tuple(keys), qkv_conv, unused)
         return build
 
     return decorate
@@ -74,14 +91,3 @@ def get_kind(name: str) -> MixerKind:
     if name not in _KINDS:
         raise ValueError(f"mixer.kind must be one of {kind_names()}, got {name!r}")
     return _KINDS[name]
-
-
-def catalogue(conf_dir: Path | str | None = None) -> dict[str, dict]:
-    """Every `conf/mixer/*.yaml` as {file stem: mapping}, in name order."""
-    from omegaconf import OmegaConf
-
-    folder = Path(conf_dir) if conf_dir is not None else CONF_DIR
-    files = sorted((folder / "mixer").glob("*.yaml"))
-    if not files:
-        raise FileNotFoundError(f"no mixer configs under {folder / 'mixer'}")
-    return {f.stem: OmegaConf.to_container(OmegaConf.load(f), resolve=True) for f in files}

@@ -35,10 +35,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mixers.registry import CONF_DIR  # conf/ in a checkout, runners/conf in an installed wheel
 from runners import cluster
 from runners.config import ConfigError, validate
 from runners.machine import versions
+from runners.paths import CONF_DIR  # conf/ in a checkout, runners/conf in an installed wheel
 from runners.progress import ENV_SIZE, print_progress
 from runners.schema import Result, config_hash, steps_to
 

@@ -7,7 +7,7 @@ from functools import cache
 import numpy as np
 
 from mixers import build_mixer
-from mixers.registry import catalogue
+from runners.paths import catalogue
 from runners.schema import Result
 
 

@@ -12,7 +12,7 @@ from analysis_helpers import make_result, write
 from analysis.leaderboard import build_leaderboard, main
 from analysis.results import NoResultsError, load_results, t_interval
 from analysis.theory import pattern_stats
-from mixers.registry import catalogue
+from runners.paths import catalogue
 
 T_975_2DF = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
 T_975_3DF = 3.182446305284263

@@ -20,7 +20,7 @@ from analysis.theory import (
     state_floats,
 )
 from mixers.patterns import make_pattern
-from mixers.registry import catalogue
+from runners.paths import catalogue
 
 # ------------------------------------------------------------------------------ brute force
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import mixers
+import runners.paths
 from bench import ops
 
 
@@ -19,7 +19,7 @@ def _by_series(jobs):
 
 def test_plan_covers_the_catalogue_caps_quadratic_mixers_and_adds_the_reference():
     jobs, theory, skipped = ops.plan(ns=ops.NS, log=lambda *_: None)
-    assert set(theory) | set(skipped) == set(mixers.catalogue())
+    assert set(theory) | set(skipped) == set(runners.paths.catalogue())
     by = _by_series(jobs)
     assert max(by[("attention", "auto")]) == 4096
     assert max(by[("dense_recurrence", "auto")]) == 4096
@@ -45,7 +45,7 @@ def test_a_new_yaml_is_benchmarked_and_a_broken_one_is_skipped(monkeypatch):
     cat = {"hybrid": {"name": "hybrid", "kind": "glr", "direct": "window(4)",
                       "recurrent": "k**2 + 2", "cache_efficient": True},
            "broken": {"name": "broken", "kind": "no_such_kind"}}
-    monkeypatch.setattr(mixers, "catalogue", lambda *a, **k: cat)
+    monkeypatch.setattr(runners.paths, "catalogue", lambda *a, **k: cat)
     jobs, theory, skipped = ops.plan(ns=[256], log=lambda *_: None)
     assert [(j["mixer"], j["backend"], j["n"]) for j in jobs] == [("hybrid", "auto", 256)]
     assert "hybrid" in theory and "no_such_kind" in skipped["broken"]

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from mixers import build_mixer, catalogue, make_direct, make_pattern, poisoned_outputs
+from mixers import build_mixer, make_direct, make_pattern, poisoned_outputs
 from mixers.ops import glr_expanded
 from mixers.ops.expanded import crossing_reads, expanded_recurrent, last_reads
+from runners.paths import catalogue
 
 RECURRENT = ["none", "first", "kth(3)", "pow2", "sq1", "dense"]
 DIRECT = ["self", "window(3)", "full"]

@@ -17,8 +17,9 @@ import sys
 import pytest
 import torch
 
-from mixers import build_mixer, catalogue
+from mixers import build_mixer
 from mixers import fla_adapter as fa
+from runners.paths import catalogue
 
 BASELINES = ["gla", "deltanet", "gated_deltanet", "mamba2", "retnet", "hgrn2",
              "log_linear_attention"]
@@ -240,7 +241,7 @@ def test_params_are_validated(params, match):
 
 def test_fla_is_imported_only_when_a_fla_mixer_is_built():
     code = ("import sys, mixers, runners.model; "
-            "from mixers import build_mixer, catalogue; "
+            "from mixers import build_mixer; from runners.paths import catalogue; "
             "build_mixer(catalogue()['pow2'], 8, 2); "
             "assert 'fla' not in sys.modules, 'fla imported too early'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from mixers import MixerConfig, build_mixer, catalogue, kind_names
+from mixers import MixerConfig, build_mixer, kind_names
 from mixers.conv import ShortConv, WithShortConv
+from runners.paths import catalogue
 
 
 def test_catalogue_is_the_yaml_files_and_every_entry_builds():

@@ -58,7 +58,7 @@ def test_installed_wheel_composes_outside_the_repo(wheel, tmp_path):
     env.pop("HYDRA_FULL_ERROR", None)
     script = target / "bin" / "glmix-train"
     assert script.is_file()
-    probe = subprocess.run([sys.executable, "-c", "import runners, mixers.registry as r; "
+    probe = subprocess.run([sys.executable, "-c", "import runners, runners.paths as r; "
                             "print(runners.__file__); print(r.CONF_DIR)"], cwd=away, env=env,
                            capture_output=True, text=True, timeout=120)
     where, conf = probe.stdout.split()

@@ -8,8 +8,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from mixers import catalogue
 from runners.config import validate
+from runners.paths import catalogue
 from runners.progress import sweep_size
 from runners.schema import config_hash
 
