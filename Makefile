@@ -24,7 +24,7 @@ test-slurm: $(BIN)/python
 	GLMIX_SLURM_TESTS=1 $(BIN)/python -m pytest tests/slurm -p no:xdist -p no:cacheprovider -q
 
 demo: $(BIN)/python
-	$(BIN)/python -m runners.demo results_dir=$(abspath $(RESULTS))
+	$(BIN)/python -m analysis.demo results_dir=$(abspath $(RESULTS))
 
 bench: $(BIN)/python
 	$(BIN)/python -m bench.tasks

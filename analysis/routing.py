@@ -48,15 +48,17 @@ def load_run(run_dir: Path, trained: bool = True):
     the control for what training changed."""
     from omegaconf import OmegaConf
 
-    from runners.config import build_task
     from runners.model import build_model
+    from tasks import task_of_config
 
     run_dir = Path(run_dir)
     result = json.loads((run_dir / "result.json").read_text())
     if not result.get("checkpoint"):
         raise ValueError(f"{run_dir}: no checkpoint (train with save_checkpoint=true)")
     cfg = OmegaConf.create(result["config"])
-    task = build_task(cfg.task)
+    tc = result["config"]["task"]  # the recorded (validated) task config
+    task = task_of_config(tc["name"], tc.get("params"), tc.get("train_settings"),
+                          tc.get("test_settings"))
     import lightning.pytorch as pl
 
     pl.seed_everything(int(result["seed"]), workers=True, verbose=False)

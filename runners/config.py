@@ -156,7 +156,7 @@ def build_task(tc: DictConfig):
     """The task of a task config: a tasks.Task, or a tasks.TaskMixture when train_settings or
     test_settings is set. Checks the memory guard for each split's size. ConfigError naming the
     field (and a close match for a misspelled parameter)."""
-    from tasks import make_mixture, make_task
+    from tasks import task_of_config
 
     params = OmegaConf.to_container(tc.params, resolve=True)
     train = OmegaConf.to_container(tc.train_settings, resolve=True) if tc.train_settings else {}
@@ -165,10 +165,7 @@ def build_task(tc: DictConfig):
     if unknown:
         raise ConfigError(unknown)
     try:
-        if train or test:
-            task = make_mixture(tc.name, params, train or {str(tc.name): {}}, test)
-        else:
-            task = make_task(tc.name, **params)
+        task = task_of_config(tc.name, params, train, test)
     except ValueError as e:
         raise ConfigError(f"task ({tc.name}): {e}") from None
     except TypeError as e:  # a parameter of the wrong kind of value

@@ -11,7 +11,7 @@ from .base import GENERATOR_VERSION, IGNORE_INDEX, Task, TaskData
 from .copy import Copy, SelectiveCopy
 from .flipflop import FlipFlop
 from .memorization import Memorization
-from .mixture import TaskMixture, make_mixture
+from .mixture import TaskMixture, make_mixture, task_of_config
 from .mqar import MQAR
 from .multihop import MultiHop
 from .recall import FuzzyRecall, NoisyRecall
@@ -38,5 +38,6 @@ __all__ = [
     "content_hash",
     "make_mixture",
     "make_task",
+    "task_of_config",
     "split_seed",
 ]

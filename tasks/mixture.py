@@ -164,3 +164,16 @@ def make_mixture(
         return out
 
     return TaskMixture(name, build("train_settings", train), build("test_settings", test))
+
+
+def task_of_config(name: str, params: Mapping | None = None,
+                   train_settings: Mapping[str, Mapping] | None = None,
+                   test_settings: Mapping[str, Mapping] | None = None):
+    """The task of a task config's fields (conf/task/*.yaml: name, params, train_settings,
+    test_settings): a TaskMixture when either settings mapping is non-empty (training on
+    `params` alone when train_settings is empty), else make_task(name, **params). ValueError /
+    TypeError as make_task and make_mixture raise them."""
+    params = dict(params or {})
+    if train_settings or test_settings:
+        return make_mixture(name, params, train_settings or {str(name): {}}, test_settings or {})
+    return make_task(name, **params)

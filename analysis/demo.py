@@ -1,15 +1,17 @@
 """The demo (`make demo`): the smoke grid on the CPU in parallel, then the leaderboard.
 
-    python -m runners.demo results_dir=results/smoke [more Hydra overrides]
+    python -m analysis.demo results_dir=results/smoke [more Hydra overrides]
 
 It runs `python -m runners.train -m grid=smoke hydra/launcher=joblib results_dir=...` (4 mixers
-x 2 tasks, at most 600 steps each; a few minutes on 2 cores), then prints the leaderboard of
-`analysis.leaderboard` and says where the files are. Finished runs are skipped, so a second
-`make demo` only prints the table.
+x 2 tasks, at most 600 steps each; the time measured is in conf/grid/smoke.yaml), then prints
+the leaderboard of `analysis.leaderboard` and says where the files are. Finished runs are
+skipped, so a second `make demo` only prints the table. It lives in `analysis`, the top layer:
+it drives the runner (as a subprocess) and reads what it wrote (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -38,8 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     rc = rc or board
     print(f"\nglmix demo: {elapsed:.0f} s. Result files: {results}/<task>/<mixer>/*/result.json;"
           f" Hydra logs: {results}/_hydra/. Leaderboard again: "
-          f"python -m analysis.leaderboard {results}")
+          f"{_python()} -m analysis.leaderboard {results}")
     return rc
+
+
+def _python() -> str:
+    """This interpreter as the user can type it: `.venv/bin/python` from the repository, not a
+    bare `python` that may be the system's (without glmix's packages)."""
+    rel = os.path.relpath(sys.executable)
+    return rel if not rel.startswith("..") else sys.executable
 
 
 if __name__ == "__main__":
