@@ -19,6 +19,10 @@ Hooks of `runners.train.run` (docs/runners.md, "Running on a Slurm cluster"):
   cluster without an accounting database), submitit reads the jobs' states from `squeue`
   instead, one line says so, and its stream of `Bypassing sacct error` warnings goes away
   (without it, a cancelled job would leave the grid waiting forever).
+- `LocalJobSessions`: a Hydra callback of the submitting process. With
+  `hydra/launcher=submitit_local`, each job's controller starts in a session of its own, so a
+  Ctrl-C in the terminal reaches only `glmix-train`, which stops the jobs quietly
+  (`stop_local_jobs`) and prints its one line (runners.errors).
 """
 
 from __future__ import annotations
@@ -258,6 +262,57 @@ try:
     from hydra.experimental.callback import Callback
 except ImportError:  # pragma: no cover - Hydra < 1.1
     Callback = object  # type: ignore[assignment,misc]
+
+
+class LocalJobSessions(Callback):
+    """Hydra callback (conf/config.yaml): submitit_local's job controllers in sessions of their
+    own (without it, Ctrl-C reaches them too, and each prints a KeyboardInterrupt traceback)."""
+
+    def on_multirun_start(self, config, **kwargs: Any) -> None:
+        launcher = str(config.hydra.runtime.choices.get("hydra/launcher", "basic"))
+        if launcher == "submitit_local":
+            own_sessions_for_local_jobs()
+
+
+class _NewSessionPopen:
+    """The `subprocess` module as submitit.local sees it, except that Popen starts a session
+    (and is remembered, for stop_local_jobs)."""
+
+    started: list = []
+
+    def __getattr__(self, name):
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args, **kwargs):  # noqa: N802 - the name submitit calls
+        process = subprocess.Popen(*args, **{"start_new_session": True, **kwargs})
+        _NewSessionPopen.started.append(process)
+        return process
+
+
+def own_sessions_for_local_jobs() -> None:
+    """submitit.local starts each job's controller with subprocess.Popen: in this process,
+    from now on, in a session of its own (other users of subprocess are not affected)."""
+    from submitit.local import local
+
+    if not isinstance(local.subprocess, _NewSessionPopen):
+        local.subprocess = _NewSessionPopen()
+
+
+def stop_local_jobs() -> int:
+    """Kill the submitit_local jobs this process started (each controller's process group: the
+    controller and its job); returns how many were running. A run killed so leaves no result
+    and its lock dies with it: the same command reruns it."""
+    stopped = 0
+    for process in _NewSessionPopen.started:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+                stopped += 1
+            except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+                pass
+    return stopped
 
 
 class SlurmStates(Callback):

@@ -18,6 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from mixers import build_mixer
 from mixers.config import MixerConfig
+from runners.loggers import LOGGERS, installed
 from runners.schema import RUN_ONLY  # noqa: F401  (re-exported: the fields outside identity)
 
 
@@ -55,7 +56,10 @@ class TrainerConfig:
     devices: int = 1
     precision: str = "32-true"  # Lightning precision: 32-true | bf16-mixed | 16-mixed
     matmul_precision: str = "highest"  # torch.set_float32_matmul_precision: highest | high
-    max_steps: int = 2_000
+    max_steps: int = 2_000  # the schedule's length (warm-up, then cosine decay to its end)
+    # end the run at this step, on max_steps' schedule (a short check of a longer run's curve);
+    # null: at max_steps. Part of the run's identity when set (docs/runners.md)
+    stop_step: int | None = None
     batch_size: int = 64
     eval_batch_size: int = 256
     warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_ratio * lr
@@ -69,7 +73,7 @@ class TrainerConfig:
     threads: int = 0  # torch threads per run; 0: the cores divided by the parallel jobs
     num_workers: int = 0  # DataLoader workers (the data is already in memory)
     progress_bar: bool | None = None  # null: a step bar for a single run, none in a grid
-    logger: str = "auto"  # auto (csv, and tensorboard when installed) | csv | tensorboard | none
+    logger: str = "auto"  # auto (csv + tensorboard if installed) | csv | tensorboard | wandb | none
     log_every: int = 10  # a training-loss point of the curve every log_every steps
 
 
@@ -90,9 +94,6 @@ class Config:
     results_dir: str = "results"
     force: bool = False  # rerun even when a finished result of this config exists
     save_checkpoint: bool = False  # keep the final weights (<run folder>/final.ckpt)
-
-
-LOGGERS = ("auto", "csv", "tensorboard", "none")
 
 
 class ConfigError(ValueError):
@@ -131,6 +132,9 @@ def validate(cfg: DictConfig):
            f"{m.pos_emb!r}")
     _check(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
     _check(t.max_steps >= 1, f"trainer.max_steps must be >= 1, got {t.max_steps}")
+    _check(t.stop_step is None or 1 <= t.stop_step < t.max_steps,
+           f"trainer.stop_step must be in [1, trainer.max_steps={t.max_steps}) (null: run the "
+           f"whole schedule), got {t.stop_step}")
     _check(t.batch_size >= 1 and t.eval_batch_size >= 1, "trainer batch sizes must be >= 1")
     _check(t.warmup_steps >= 0, f"trainer.warmup_steps must be >= 0, got {t.warmup_steps}")
     _check(0.0 <= t.min_lr_ratio <= 1.0, f"trainer.min_lr_ratio must be in [0, 1], got "
@@ -139,17 +143,13 @@ def validate(cfg: DictConfig):
     _check(t.threads >= 0, f"trainer.threads must be >= 0, got {t.threads}")
     _check(t.logger in LOGGERS, f"trainer.logger must be one of {LOGGERS}, got {t.logger!r}")
     _check(t.log_every >= 1, f"trainer.log_every must be >= 1, got {t.log_every}")
-    _check(t.logger != "tensorboard" or has_tensorboard(), "trainer.logger: tensorboard needs "
-           "the tensorboard package (pip install tensorboard); use trainer.logger=csv")
+    _check(t.logger != "tensorboard" or installed("tensorboard"), "trainer.logger: tensorboard "
+           "needs the tensorboard package (pip install tensorboard); use trainer.logger=csv")
+    _check(t.logger != "wandb" or installed("wandb"), "trainer.logger: wandb needs the wandb "
+           "package (pip install wandb, requirements.txt pins it); use trainer.logger=csv")
     _check(cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}")
     _check(math.isfinite(cfg.lr) and cfg.lr > 0, f"lr must be a positive number, got {cfg.lr}")
     return task
-
-
-def has_tensorboard() -> bool:
-    import importlib.util
-
-    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
 
 
 def build_task(tc: DictConfig):

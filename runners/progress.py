@@ -21,28 +21,70 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 ENV_SIZE = "GLMIX_SWEEP_SIZE"
+ENV_SWEPT = "GLMIX_SWEPT_KEYS"  # the keys a grid sweeps, comma-separated (for the lines)
 PROGRESS_FILE = "progress.txt"
+# keys every line names already (the task setting, the mixer, lr, seed)
+SHOWN = ("task", "mixer", "lr", "seed")
+
+_sweep: dict[str, Any] = {}  # the multirun of this process: its folder and size (for Ctrl-C)
 
 
-def sweep_size(config: DictConfig) -> int | None:
-    """The number of jobs of the multirun `config`: the product of the lengths of its sweeps
-    (`hydra.sweeper.params`, then the command line, which wins for a key given in both), as the
-    basic sweeper expands them; None for a sweep it cannot count (a glob over a config group)."""
+def sweeps(config: DictConfig) -> dict[str, int] | None:
+    """{key: number of values} of the multirun `config` (`hydra.sweeper.params`, then the
+    command line, which wins for a key given in both), as the basic sweeper expands them; None
+    for a sweep it cannot count (a glob over a config group, another sweeper)."""
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         params = config.hydra.sweeper.get("params") or {}
         args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
-        sweeps = {}
+        out = {}
         for o in OverridesParser.create().parse_overrides(args):
-            sweeps[o.get_key_element()] = (len(list(o.sweep_iterator()))
-                                           if o.is_sweep_override() else 1)
-        n = 1
-        for count in sweeps.values():
-            n *= count
-        return n
+            out[o.get_key_element()] = (len(list(o.sweep_iterator()))
+                                        if o.is_sweep_override() else 1)
+        return out
     except Exception:  # another sweeper, or a sweep this does not expand: no count
         return None
+
+
+def sweep_size(config: DictConfig) -> int | None:
+    """The number of jobs of the multirun `config`: the product of its sweeps' lengths."""
+    found = sweeps(config)
+    if found is None:
+        return None
+    n = 1
+    for count in found.values():
+        n *= count
+    return n
+
+
+def swept_values(job_overrides: list[str]) -> dict[str, str]:
+    """{name: value} of a job's overrides that its grid sweeps, beyond the keys every line
+    shows: `model.d_model=32` -> {"d_model": "32"} (the full key when two swept keys end in the
+    same name)."""
+    swept = [k for k in os.environ.get(ENV_SWEPT, "").split(",") if k and k not in SHOWN]
+    leaves = [k.rpartition(".")[2] for k in swept]
+    out = {}
+    for override in job_overrides:
+        key, _, value = override.partition("=")
+        key = key.lstrip("+~")
+        if key in swept:
+            leaf = key.rpartition(".")[2]
+            out[leaf if leaves.count(leaf) == 1 else key] = value
+    return out
+
+
+def finished_runs() -> tuple[int, int | None]:
+    """(runs of this process's grid that have a progress line, the grid's size or None);
+    (0, 1) for a single run."""
+    folder = _sweep.get("dir")
+    if folder is None:
+        return 0, 1
+    try:
+        done = len((Path(folder) / PROGRESS_FILE).read_text().splitlines())
+    except OSError:
+        done = 0
+    return done, _sweep.get("size")
 
 
 class SweepProgress(Callback):
@@ -50,6 +92,8 @@ class SweepProgress(Callback):
         n = sweep_size(config)
         if n is not None:
             os.environ[ENV_SIZE] = str(n)
+        os.environ[ENV_SWEPT] = ",".join(k for k, c in (sweeps(config) or {}).items() if c > 1)
+        _sweep.update(dir=str(config.hydra.sweep.dir), size=n)
         self._t0 = time.time()
         launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
         print(f"glmix: {n if n is not None else '?'} runs, launcher {launcher}, "
@@ -67,11 +111,13 @@ class SweepProgress(Callback):
               f"{os.path.abspath(str(config.results_dir))}", flush=True)
 
 
-def progress_line(k: int | None, result: dict) -> str:
-    """`[k/N] task_setting mixer lr=.. seed=..: status acc=.. (time)`."""
+def progress_line(k: int | None, result: dict, extra: dict | None = None) -> str:
+    """`[k/N] task_setting mixer [d_model=32 ...] lr=.. seed=..: status acc=.. (time)`, with
+    `extra` the other keys the grid sweeps (swept_values)."""
     n = os.environ.get(ENV_SIZE)
     head = f"[{k}/{n}]" if k is not None and n else (f"[{k}]" if k is not None else "")
-    what = (f"{result.get('task_setting')} {result.get('mixer')} "
+    swept = "".join(f" {key}={value}" for key, value in (extra or {}).items())
+    what = (f"{result.get('task_setting')} {result.get('mixer')}{swept} "
             f"lr={result.get('lr'):g} seed={result.get('seed')}")
     status = result.get("status")
     if status == "ok":
@@ -88,8 +134,9 @@ def progress_line(k: int | None, result: dict) -> str:
     return f"{head} {what}: {tail}".strip()
 
 
-def print_progress(k: int | None, result: dict, sweep_dir: str | None = None) -> None:
-    line = progress_line(k, result)
+def print_progress(k: int | None, result: dict, sweep_dir: str | None = None,
+                   extra: dict | None = None) -> None:
+    line = progress_line(k, result, extra)
     print(line, file=sys.stdout, flush=True)
     if sweep_dir:
         try:

@@ -45,6 +45,7 @@ RUN_ONLY = (
 # new run of the same computation have one config hash and one leaderboard row.
 IDENTITY_DEFAULTS = {
     "mixer.short_conv_on": "input",
+    "trainer.stop_step": None,  # unset: the run ends at trainer.max_steps
 }
 
 # Fields a leaderboard cell pools over: runs that differ only in these are one experiment

@@ -149,12 +149,61 @@ def test_config_errors_exit_2_without_traceback(cli, tmp_path, args, expect):
 
 
 def test_logger_choices(compose, tiny, tmp_path, read_results):
-    from runners.config import has_tensorboard
+    from runners.loggers import installed
 
     run(compose([*tiny, "trainer.max_steps=1", "trainer.logger=none", f"results_dir={tmp_path}"]))
     r = _one(read_results, tmp_path)
     assert r["log_dir"] is None and not (r["_path"].parent / "logs").exists()
     assert r["curve"]["val"]["step"] == [1]  # the curve is kept without a logger
-    if not has_tensorboard():
+    if not installed("tensorboard"):
         with pytest.raises(ConfigError, match="trainer.logger: tensorboard needs"):
             run(compose([*tiny, "trainer.logger=tensorboard", f"results_dir={tmp_path}"]))
+
+
+def test_stop_step_follows_the_schedule_of_max_steps(compose, tiny, tmp_path, read_results):
+    # a run stopped at step 4 of an 8-step schedule is the first half of the 8-step run, not a
+    # 4-step run (whose cosine decay would end at step 4)
+    common = [*tiny, "trainer.warmup_steps=1", "trainer.log_every=1", "trainer.val_every=100",
+              "trainer.target_acc=null", "trainer.logger=none"]
+    full = run(compose([*common, "trainer.max_steps=8", f"results_dir={tmp_path}/full"]))
+    stop = run(compose([*common, "trainer.max_steps=8", "trainer.stop_step=4",
+                        f"results_dir={tmp_path}/stop"]))
+    short = run(compose([*common, "trainer.max_steps=4", f"results_dir={tmp_path}/short"]))
+    assert {full["status"], stop["status"], short["status"]} == {"ok"}
+    (f,), (s,), (t,) = (read_results(tmp_path / k) for k in ("full", "stop", "short"))
+    assert s["steps"] == 4 and s["curve"]["train"]["step"] == [1, 2, 3, 4]
+    assert s["curve"]["train"]["loss"] == f["curve"]["train"]["loss"][:4]
+    # the loss at step 4 follows the update of step 3, whose rate the schedules set apart
+    assert s["curve"]["train"]["loss"][3] != t["curve"]["train"]["loss"][3]
+    assert s["curve"]["val"]["step"] == [4]  # validated where it stopped
+    # a run stopped early is another computation: its own identity, its own row
+    assert len({f["config_hash"], s["config_hash"], t["config_hash"]}) == 3
+
+
+@pytest.mark.parametrize("bad", [0, 6, 7])
+def test_stop_step_must_be_inside_the_schedule(compose, tiny, tmp_path, bad):
+    with pytest.raises(ConfigError, match=r"trainer.stop_step must be in \[1, "):
+        run(compose([*tiny, "trainer.max_steps=6", f"trainer.stop_step={bad}",
+                     f"results_dir={tmp_path}"]))
+
+
+def test_wandb_logger_offline_keeps_the_curve(compose, tiny, tmp_path, read_results,
+                                              monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    common = [*tiny, "trainer.max_steps=4", "trainer.log_every=1", "trainer.val_every=2"]
+    run(compose([*common, "trainer.logger=wandb", f"results_dir={tmp_path}/w"]))
+    run(compose([*common, "trainer.logger=csv", f"results_dir={tmp_path}/c"]))
+    (w,), (c,) = read_results(tmp_path / "w"), read_results(tmp_path / "c")
+    assert w["status"] == "ok", w["error"]
+    assert w["curve"] == c["curve"] and w["log_dir"] == "logs"
+    # offline: the run's files under logs/wandb/offline-run-*, named after the run
+    (folder,) = (w["_path"].parent / "logs" / "wandb").glob("offline-run-*")
+    assert list(folder.glob("*.wandb"))
+    from runners.loggers import wandb_names
+
+    names = wandb_names(w["task"], w["task_setting"], w["mixer"], w["lr"], w["seed"],
+                        w["config_hash"])
+    assert names["project"] == "glmix-mqar" and w["config_hash"][:8] in names["name"]
+    assert w["mixer"] in names["name"] and w["task_setting"] in names["group"]

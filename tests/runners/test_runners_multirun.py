@@ -75,3 +75,32 @@ def test_sweep_size_counts_without_hydra_internals():
         "overrides": {"task": ["seed=0,1", "lr=range(1,4)", "model.d_model=16"]}}})
     assert sweep_size(cfg) == 2 * 4 * 2 * 3  # the command line's seed=0,1 wins over seed: 0
     assert "hydra._internal" not in inspect.getsource(runners.progress)
+
+
+def test_progress_lines_name_the_swept_keys(cli, tiny, tmp_path):
+    p = cli("-m", "model.d_model=16,32", *tiny, f"results_dir={tmp_path}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = [line for line in p.stdout.splitlines() if re.match(r"\[\d/2\]", line)]
+    assert len(lines) == 2 and len(set(lines)) == 2, p.stdout
+    assert " d_model=16 " in lines[0] and " d_model=32 " in lines[1], lines
+
+
+def test_swept_values_use_the_leaf_unless_two_keys_share_it(monkeypatch):
+    from runners.progress import ENV_SWEPT, swept_values
+
+    monkeypatch.setenv(ENV_SWEPT, "model.d_model,mixer,seed,mixer.short_conv")
+    job = ["mixer=pow2", "model.d_model=32", "mixer.short_conv=4", "seed=1", "results_dir=x"]
+    assert swept_values(job) == {"d_model": "32", "short_conv": "4"}
+    monkeypatch.setenv(ENV_SWEPT, "model.dropout,trainer.dropout")
+    assert swept_values(["model.dropout=0.1", "trainer.dropout=0"]) == {
+        "model.dropout": "0.1", "trainer.dropout": "0"}
+
+
+def test_a_results_dir_that_is_a_file_is_one_line(cli, tiny, tmp_path):
+    afile = tmp_path / "results"
+    afile.write_text("")
+    for args in ([], ["-m"]):
+        p = cli(*args, *tiny, f"results_dir={afile}", timeout=120)
+        assert p.returncode == 2, (p.stdout, p.stderr)
+        assert p.stderr.strip() == (f"glmix-train: error: results_dir: {afile} exists and is not "
+                                    "a folder"), p.stderr
