@@ -104,3 +104,17 @@ def test_a_results_dir_that_is_a_file_is_one_line(cli, tiny, tmp_path):
         assert p.returncode == 2, (p.stdout, p.stderr)
         assert p.stderr.strip() == (f"glmix-train: error: results_dir: {afile} exists and is not "
                                     "a folder"), p.stderr
+
+
+def test_own_configs_from_a_folder_on_hydras_search_path(cli, tiny, tmp_path, read_results):
+    # a wheel user's own mixer (or task, grid) YAML: a folder of config groups on the search path
+    own = tmp_path / "my_conf"
+    (own / "mixer").mkdir(parents=True)
+    (own / "mixer" / "my_window.yaml").write_text(
+        "name: my_window\nkind: glr\ndirect: window(4)\nrecurrent: pow2\n")
+    results = tmp_path / "results"
+    p = cli(f"hydra.searchpath=[file://{own}]", "mixer=my_window", *tiny,
+            f"results_dir={results}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    (r,) = read_results(results)
+    assert r["mixer"] == "my_window" and r["config"]["mixer"]["direct"] == "window(4)"
