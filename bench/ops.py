@@ -122,7 +122,7 @@ def plan(names=None, ns=NS, compare=DEFAULT_COMPARE, log=print):
         theory[name] = {"exponent": e, "bound": exponent_bound(e) if e is not None else None,
                         "max_n": None if top == math.inf else top}
         variants = [(cfg.get("backend", "auto"), cfg, top)]
-        if mixers.get_kind(cfg.get("kind", "glr")).uses_patterns:
+        if "backend" in mixers.MixerConfig.from_mapping(cfg).used_keys():
             variants += [(b, dict(cfg, backend=b), min(top, COMPARE_MAX_N))
                          for b in extra.get(name, []) if b != variants[0][0]]
         for backend, c, cap in variants:
