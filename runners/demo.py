@@ -20,6 +20,14 @@ from analysis.leaderboard import main as leaderboard
 DEFAULT_RESULTS = "results/smoke"
 
 
+def _shown(path) -> str:
+    """A path as the user can type it here: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     results = next((a.split("=", 1)[1] for a in args if a.startswith("results_dir=")),
@@ -38,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = rc or board
     print(f"\nglmix demo: {elapsed:.0f} s. Result files: {results}/<task>/<mixer>/*/result.json;"
           f" Hydra logs: {results}/_hydra/. Leaderboard again: "
-          f"python -m analysis.leaderboard {results}")
+          f"{_shown(sys.executable)} -m analysis.leaderboard {_shown(results)}")
     return rc
 
 
