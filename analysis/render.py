@@ -394,7 +394,7 @@ def print_table(board, console=None) -> None:
             console = Console(width=max(console.width, 200))
     theory = True
     t = _rich_table(board, colors, theory)
-    if Measurement.get(console, console.options, t).maximum > console.width:
+    if Measurement.get(console, console.options.update_width(10_000), t).maximum > console.width:
         theory = False
         t = _rich_table(board, colors, theory)
     console.print(t)
