@@ -126,8 +126,18 @@ def _legend(fig, mixers, extra=()) -> None:
     handles = [Line2D([], [], color=_STYLE.color(m), marker=_STYLE.marker(m), linestyle="-",
                       label=_STYLE.text(m)) for m in mixers]
     handles += list(extra)
-    fig.legend(handles=handles, loc="outside right center", frameon=False, title="mixer",
-               fontsize="small")
+    if not any(_STYLE.legend.get(str(m)) for m in mixers):
+        fig.legend(handles=handles, loc="outside right center", frameon=False, title="mixer",
+                   fontsize="small")
+        return
+    # labels that stand for config keys carry them under the label: below the panels, in
+    # columns, with the figure made taller by the legend's height so the panels keep theirs
+    ncols = min(3, len(handles))
+    lines = [h.get_label().count("\n") + 1 for h in handles]
+    rows = [max(lines[i:i + ncols]) for i in range(0, len(lines), ncols)]
+    fig.set_figheight(fig.get_figheight() + 0.19 * (sum(rows) + len(rows)) + 0.4)
+    fig.legend(handles=handles, loc="outside lower center", frameon=False, title="mixer",
+               fontsize="small", ncols=ncols)
 
 
 def _suptitle(fig, text: str, width: int = 90) -> None:

@@ -123,8 +123,8 @@ def legend_lines(board, theory: bool = True) -> list[str]:
     for s in board.settings:
         info = board.setting_info[s]
         chance = "" if info.chance is None else f"; chance {info.chance:.3g}"
-        keys = f" [{info.keys}]" if info.keys else ""
-        lines.append(f"  {s}{keys}: {info.description}{chance}")
+        keys = f" (differs in {info.keys})" if info.keys else ""
+        lines.append(f"  {s}: {info.description}{chance}{keys}")
     if any(i.chance is not None for i in board.setting_info.values()):
         lines.append(f"  {CHANCE_MARK}: within noise of chance (mean <= chance + max(95% "
                      f"half-width, 0.02))")
