@@ -674,9 +674,9 @@ def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=
     if style is None:
         labels = order if order is not None else (cells["row"] if has else [])
         style = Style(labels, legend)
-    if key:  # the split labels after their row's, in the same order
-        style.order = [x for r in style.order for x in
-                       [r, *dict.fromkeys(split.loc[cells["row"] == r, "row"])]]
+    if key:  # the split labels after every row's, so a row keeps the leaderboard's colour
+        style.order = list(dict.fromkeys([*style.order, *(x for r in style.order for x in
+                                                          split.loc[cells["row"] == r, "row"])]))
         style.colors = colors_for(style.order)
     _STYLE = style
     accuracy = lookup_metric(metric).accuracy
