@@ -712,7 +712,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.plots",
                                  description="Plots of a results folder (docs/analysis.md).")
     ap.add_argument("results_dir")
-    ap.add_argument("--out", help="output folder (default RESULTS_DIR/leaderboard)")
+    ap.add_argument("--out", help="output folder (default RESULTS_DIR/leaderboard, or "
+                    "RESULTS_DIR/leaderboard/METRIC for another metric than test_acc)")
     ap.add_argument("--metric", default="test_acc")
     ap.add_argument("--task", action="append")
     ap.add_argument("--mixer", action="append")
@@ -729,7 +730,9 @@ def main(argv=None) -> int:
             print(f"python -m analysis.plots: nothing to plot under {args.results_dir}",
                   file=sys.stderr)
             return 1
-    out = Path(args.out) if args.out else Path(args.results_dir) / "leaderboard"
+    from .leaderboard import default_out
+
+    out = Path(args.out) if args.out else default_out(args.results_dir, args.metric)
     made = make_plots(cells, out, metric=args.metric, bench=args.bench,
                       results_dir=args.results_dir, runs=runs)
     for _, path in made:
