@@ -11,7 +11,6 @@ it drives the runner (as a subprocess) and reads what it wrote (docs/architectur
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -20,6 +19,14 @@ from pathlib import Path
 from analysis.leaderboard import main as leaderboard
 
 DEFAULT_RESULTS = "results/smoke"
+
+
+def _shown(path) -> str:
+    """A path as the user can type it here: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,15 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     rc = rc or board
     print(f"\nglmix demo: {elapsed:.0f} s. Result files: {results}/<task>/<mixer>/*/result.json;"
           f" Hydra logs: {results}/_hydra/. Leaderboard again: "
-          f"{_python()} -m analysis.leaderboard {results}")
+          f"{_shown(sys.executable)} -m analysis.leaderboard {_shown(results)}")
     return rc
-
-
-def _python() -> str:
-    """This interpreter as the user can type it: `.venv/bin/python` from the repository, not a
-    bare `python` that may be the system's (without glmix's packages)."""
-    rel = os.path.relpath(sys.executable)
-    return rel if not rel.startswith("..") else sys.executable
 
 
 if __name__ == "__main__":

@@ -10,74 +10,137 @@ that differ only in seed and learning rate. For every (row, task setting) the le
 the best mean validation accuracy over seeds is chosen, and that rate's test metric is reported
 as its mean over seeds with a 95% Student t interval. Rows are ordered by the mean of the metric
 over the settings every shown row has (`mean`), with the mean rank beside it; a row missing
-settings is marked. The table goes to the terminal (rich) and to leaderboard.md / .csv / .json /
-.html in --out (default RESULTS_DIR/leaderboard). Definitions: docs/analysis.md.
+settings is marked. `build_leaderboard` computes a `Leaderboard`; analysis.render draws it in
+the terminal (rich) and writes leaderboard.md / .csv / .json / .html into --out (default
+RESULTS_DIR/leaderboard, RESULTS_DIR/leaderboard/<metric> for another metric than test_acc).
+Definitions: docs/analysis.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import datetime as _dt
-import html
-import json
-import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from runners.metrics import Metric
+from runners.metrics import metric as lookup_metric
+
 from .results import (
     NoResultsError,
     filter_results,
-    higher_is_better,
     load_results,
     setting_order,
     summarize,
+    task_of,
 )
-from .theory import layer_theory
+from .theory import THEORY_NAMES, task_chance
 
-__all__ = ["build_leaderboard", "load_results", "main", "write_outputs"]
+__all__ = ["Leaderboard", "Setting", "build_leaderboard", "load_results", "main"]
 
 SELECT_ON = "val_acc"
-THEORY_COLUMNS = ["reads/token", "cache", "state floats", "hops", "congestion"]
+DEFAULT_METRIC = "test_acc"
 
 
-def _row_theory(n, cells: pd.DataFrame) -> dict:
-    """The theory columns of a row at length n, from its recorded mixer config and model width
-    (analysis.theory.layer_theory); NaN where the registry cannot build the config."""
-    out = dict.fromkeys(THEORY_COLUMNS, np.nan)
-    cfg = cells["mixer_config"].dropna()
-    d_model, heads = cells["d_model"].median(), cells["num_heads"].median()
-    if not len(cfg) or not np.isfinite(n) or not np.isfinite(d_model):
-        return out
-    try:
-        th = layer_theory(cfg.iloc[0], int(n), int(d_model), int(heads) if np.isfinite(heads)
-                          else 1)
-    except Exception:  # noqa: BLE001 - an unknown kind, a missing optional package: no theory
-        return out
-    return {key: th[key] for key in THEORY_COLUMNS}
+@dataclass(frozen=True)
+class Setting:
+    """A task setting (a column): what it is and its chance level (None: not an accuracy
+    metric, or the task is unknown)."""
+
+    name: str
+    description: str
+    chance: float | None
+    keys: str | None = None  # what sets it apart from a setting of the same name
 
 
-def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None, mixers=None,
-                      group_by: str | None = None) -> pd.DataFrame:
-    """The leaderboard as a DataFrame indexed by row label (analysis.results), in rank order.
+@dataclass
+class Leaderboard:
+    """The computed leaderboard, before any rendering (analysis.render draws it).
 
-    Columns: `mixer` (the mixer name); for every task setting S, `S` (the mean of `metric` over
-    seeds at the chosen learning rate), `S ±` (95% t half-width, NaN with one seed), `S seeds`,
-    `S lr`; then `mean` (over the settings that every shown row has), `mean rank` (rank 1 =
-    best within each of those settings, ties averaged), `tasks` (settings present), `complete`
-    (whether the row has every setting), the theory columns `reads/token`, `cache`,
-    `state floats`, `hops`, `congestion` at n = attrs["theory_n"] (the largest task length
-    shown), and `params` (median num_params). With `group_by` (a config key such as
-    `model.d_model`) that key is a column and no longer splits rows by label; the index is then
-    (row, key). Rows are ordered by `mean` (best first; lower is better for losses and
-    steps-to-accuracy), then `mean rank`, then label. attrs: `cells` (the per-cell summary),
-    `settings`, `common` (the settings every row has), `metric`, `failed` (count), `failures`
-    (task setting, mixer, error), `unreadable`, `duplicates`, `theory_n`, `group_by`. Raises
-    NoResultsError when nothing is left to rank.
+    `table`: indexed by row label (with --group-by: (row, key)), in rank order; columns `mixer`,
+    for every shown setting S `S`, `S ±` (95% t half-width, NaN with one seed), `S seeds`,
+    `S lr`, `S chance` (True: within noise of the chance level); `mean` (over the `common`
+    settings), `mean rank`, `tasks` (settings present), `complete`, the theory columns
+    (analysis.theory.THEORY_COLUMNS) at n = `theory_n`, and `params` (median num_params).
     """
+
+    table: pd.DataFrame
+    metric: Metric
+    metric_name: str
+    settings: list[str]  # shown, with the per-test-setting columns `S@label`
+    ranked_settings: list[str]
+    common: list[str]
+    setting_info: dict[str, Setting]
+    legend: dict[str, str]  # short row label -> the config keys that set it apart
+    cells: pd.DataFrame
+    setting_cells: pd.DataFrame
+    runs: pd.DataFrame
+    group_by: str | None = None
+    theory_n: int | None = None
+    select_on: str = SELECT_ON
+    failed: int = 0
+    unreadable: int = 0
+    duplicates: int = 0
+    failures: list = field(default_factory=list)  # (task setting, mixer, first error line)
+    results_dir: str = ""
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric.higher_is_better
+
+    @property
+    def row_labels(self) -> list[str]:
+        """The row label of each table row (without the --group-by value): one colour each."""
+        return [str(k[0] if isinstance(k, tuple) else k) for k in self.table.index]
+
+
+def _row_theory(cells: pd.DataFrame, n) -> dict:
+    """A row's theory columns at length n, read from the summary's cells at that length (the
+    results summary computes them once per cell)."""
+    at = cells[cells["seq_len"] == n]
+    if at.empty:
+        return dict.fromkeys(THEORY_NAMES, np.nan)
+    return {key: at[key].iloc[0] for key in THEORY_NAMES}
+
+
+def within_noise(mean, half, chance, margin: float = 0.02) -> bool:
+    """Whether an accuracy is within noise of the chance level: mean <= chance + max(95% t
+    half-width, margin) (the margin alone with one seed)."""
+    if chance is None or mean is None or not np.isfinite(mean):
+        return False
+    noise = half if half is not None and np.isfinite(half) else 0.0
+    return bool(mean <= chance + max(noise, margin))
+
+
+def _setting_info(cells: pd.DataFrame, settings: list[str], metric: Metric
+                  ) -> dict[str, Setting]:
+    out = {}
+    for s in settings:
+        base = s.split("@", 1)[0]
+        sub = cells[cells["task_setting"] == base]
+        cfg = sub["task_config"].dropna()
+        cfg = cfg.iloc[0] if len(cfg) else {}
+        params = ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "name")
+        task = task_of(cfg)
+        chance = task_chance(task)[0] if task is not None and metric.accuracy else None
+        desc = f"{cfg.get('name', '?')}: {params}" if cfg else "task config not recorded"
+        if "@" in s:
+            desc = f"test setting {s.split('@', 1)[1]} of {base}"
+        keys = sub["column_keys"].dropna() if "column_keys" in sub else []
+        out[s] = Setting(s, desc, chance, keys.iloc[0] if len(keys) else None)
+    return out
+
+
+def build_leaderboard(results_dir, metric: str = DEFAULT_METRIC, tasks=None, mixers=None,
+                      group_by: str | None = None) -> Leaderboard:
+    """The leaderboard of the results below `results_dir` (see `Leaderboard`). Rows are
+    ordered by `mean` (best first; the metric table's direction, runners.metrics), then
+    `mean rank`, then label. Raises NoResultsError when nothing is left to rank, ValueError for
+    a metric the table does not know."""
+    kind = lookup_metric(metric)
     runs = load_results(results_dir)
     if runs.empty:
         raise NoResultsError(f"no result.json found under {results_dir}")
@@ -113,9 +176,13 @@ def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None, mixers=
             table[f"{column} seeds"] = sub["seeds"].reindex(table.index)
             table[f"{column} lr"] = sub["lr"].reindex(table.index)
             shown.append(column)
+    info = _setting_info(cells, shown, kind)
+    for s in shown:
+        table[f"{s} chance"] = [within_noise(m, h, info[s].chance)
+                                for m, h in zip(table[s], table[f"{s} ±"])]
     means = wide[settings]
     common = [s for s in settings if means[s].notna().all()]
-    better = higher_is_better(metric)
+    better = kind.higher_is_better
     table["mean"] = means[common].mean(axis=1) if common else np.nan
     table["mean rank"] = (means[common].rank(axis=0, ascending=not better, method="average")
                           .mean(axis=1) if common else np.nan)
@@ -126,7 +193,7 @@ def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None, mixers=
         mask = np.ones(len(cells), dtype=bool)
         for level, value in zip(index, key if isinstance(key, tuple) else (key,)):
             mask &= (cells[level] == value).to_numpy()
-        for col, value in _row_theory(theory_n, cells[mask]).items():
+        for col, value in _row_theory(cells[mask], theory_n).items():
             table.loc[key, col] = value
     table["params"] = cells.groupby(index)["num_params"].median().reindex(table.index)
     order = table.assign(
@@ -135,19 +202,18 @@ def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None, mixers=
         _name=[str(k) for k in table.index],
     ).sort_values(["_score", "_rank", "_name"], na_position="last", kind="stable").index
     table = table.loc[order]
-    failures = [
-        (r.get("task_setting"), r.get("mixer"), str(r.get("error") or "").strip().splitlines()[:1])
-        for _, r in failed.iterrows()
-    ]
-    table.attrs.update(
-        cells=cells, runs=chosen, settings=shown, ranked_settings=settings,
-        setting_cells=sub_cells, common=common, metric=metric, select_on=SELECT_ON,
-        group_by=group_by, higher_is_better=better,
+    failures = []
+    for _, r in failed.iterrows():
+        err = str(r.get("error") or "").strip().splitlines()
+        failures.append((r.get("task_setting"), r.get("mixer"), err[0] if err else ""))
+    legend = {r: k for r, k in zip(cells["row"], cells.get("row_keys", [])) if isinstance(k, str)}
+    return Leaderboard(
+        table=table, metric=kind, metric_name=metric, settings=shown, ranked_settings=settings,
+        common=common, setting_info=info, legend=legend, cells=cells, setting_cells=sub_cells,
+        runs=chosen, group_by=group_by,
         theory_n=None if not np.isfinite(theory_n) else int(theory_n),
-        failures=[(s, m, e[0] if e else "") for s, m, e in failures],
-        duplicates=runs.attrs.get("duplicates", 0), results_dir=str(results_dir), **counts,
-    )
-    return table
+        failures=failures, duplicates=runs.attrs.get("duplicates", 0),
+        results_dir=str(results_dir), **counts)
 
 
 def per_setting_cells(runs: pd.DataFrame, metric: str, group_by: str | None = None
@@ -174,348 +240,25 @@ def per_setting_cells(runs: pd.DataFrame, metric: str, group_by: str | None = No
     return cells.sort_values("task_setting", key=lambda c: c.map(order), kind="stable")
 
 
-# ----------------------------------------------------------------------------------------------
-# formatting
-
-
-def _fmt_acc(mean, half, seeds) -> str:
-    if mean is None or np.isnan(mean):
-        return "-"
-    seeds = 0 if seeds is None or not np.isfinite(seeds) else int(seeds)
-    if np.isinf(mean):
-        return f"never (n={seeds})"
-    if seeds > 1 and np.isfinite(half):
-        return f"{_fmt_mean(mean)} ± {_fmt_mean(half)} (n={seeds})"
-    return f"{_fmt_mean(mean)} (n={seeds})"
-
-
-def _fmt_mean(x) -> str:
-    return f"{x:.3f}" if abs(x) < 10 else f"{x:.0f}"
-
-
-def _fmt_num(x, kind: str = "") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if isinstance(x, float) and math.isinf(x):
-        return "∞"
-    if kind == "params":
-        for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-            if abs(x) >= scale:
-                return f"{x / scale:.3g}{unit}"
-        return f"{int(x)}"
-    if float(x) == int(x):
-        return f"{int(x):,}".replace(",", " ") if abs(x) >= 1e4 else f"{int(x)}"
-    return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.3e}"
-
-
-def _columns(table: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """(header, column, kind) for the displayed table."""
-    n = table.attrs.get("theory_n")
-    at = f" @n={n}" if n else ""
-    cols = [(table.attrs["group_by"], table.attrs["group_by"], "key")] if table.attrs.get(
-        "group_by") else []
-    cols += [(s, s, "acc") for s in table.attrs["settings"]]
-    cols += [("mean", "mean", "float"), ("mean rank", "mean rank", "float")]
-    if not table["complete"].all():
-        cols.append(("tasks", "tasks", "int"))
-    cols += [(f"reads/token{at}", "reads/token", "float"), (f"cache{at}", "cache", "int"),
-             (f"state floats{at}", "state floats", "int"), (f"hops{at}", "hops", "int"),
-             (f"congestion{at}", "congestion", "float"), ("params", "params", "params")]
-    return cols
-
-
-def _label(key, row) -> str:
-    """The row's label, with `*` when it misses some task settings."""
-    name = key[0] if isinstance(key, tuple) else key
-    return f"{name}{'' if row['complete'] else ' *'}"
-
-
-def _display(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list], list]:
-    """Headers, formatted cells, sort keys and a bold flag per cell (the best of a column)."""
-    cols = _columns(table)
-    pick = max if table.attrs.get("higher_is_better", True) else min
-    best = {s: pick(table[s].dropna(), default=np.nan) for s in table.attrs["settings"]}
-    best["mean"] = pick(table["mean"].dropna(), default=np.nan)
-    best["mean rank"] = table["mean rank"].min()
-    headers = ["mixer"] + [h for h, _, _ in cols]
-    text, keys, bold = [], [], []
-    for key, row in table.iterrows():
-        label = _label(key, row)
-        t, k, b = [label], [label], [False]
-        for _, col, kind in cols:
-            v = key[1] if kind == "key" else row[col]
-            if kind == "key":
-                t.append(_fmt_num(v) if isinstance(v, (int, float)) else str(v))
-            elif kind == "acc":
-                t.append(_fmt_acc(v, row[f"{col} ±"], row[f"{col} seeds"]))
-            elif col == "mean":
-                t.append("-" if np.isnan(v) else _fmt_mean(v) if np.isfinite(v) else "never")
-            elif col == "mean rank":
-                t.append("-" if not np.isfinite(v) else f"{v:.2f}")
-            else:
-                t.append(_fmt_num(v, kind))
-            k.append(v)
-            b.append(col in best and isinstance(v, (int, float)) and not np.isnan(v)
-                     and v == best[col])
-        text.append(t)
-        keys.append(k)
-        bold.append(b)
-    return headers, text, keys, bold
-
-
-def _notes(table: pd.DataFrame) -> list[str]:
-    a = table.attrs
-    direction = "higher" if a.get("higher_is_better", True) else "lower"
-    common = a.get("common", [])
-    notes = [
-        f"Metric: {a['metric']} ({direction} is better), at the learning rate with the best mean "
-        f"{a['select_on']} over seeds; mean ± half-width of the 95% Student t interval over "
-        f"seeds (t quantile from scipy.stats.t, n-1 degrees of freedom; one seed: mean only).",
-        f"Order: by `mean`, the mean of the metric over the {len(common)} task setting(s) every "
-        f"row has" + (f" ({', '.join(common)})"
-                      if common and len(common) < len(a.get("ranked_settings", common)) else "")
-        + "; `mean rank` (rank 1 = best within a setting) over the same settings beside it. "
-        "A row is one mixer config; runs that differ only in seed and learning rate are pooled "
-        "(docs/analysis.md).",
-    ]
-    if not table["complete"].all():
-        notes.append("* misses some task settings: not ranked on fewer settings, see `tasks`.")
-    if not common:
-        notes.append("No task setting is shared by every row: rows are in label order "
-                     "(choose comparable ones with --task / --mixer).")
-    if a.get("theory_n"):
-        notes.append(f"Theory columns at n = {a['theory_n']} (the largest task length shown), "
-                     f"from each row's recorded mixer config and model width: reads/token = "
-                     f"mean |A(i)| + |B(i)|, cache = vectors kept per head for decoding ('-' "
-                     f"for a matrix state), state floats per layer, hops = hop diameter, "
-                     f"congestion = the largest shortest-path load (docs/analysis.md).")
-    foot = f"{a['failed']} failed run(s) excluded"
-    if a.get("unreadable"):
-        foot += f", {a['unreadable']} unreadable result file(s)"
-    if a.get("duplicates"):
-        foot += f", {a['duplicates']} duplicate result(s) of one config ignored"
-    notes.append(foot + ".")
-    for setting, mixer, err in a.get("failures", [])[:20]:
-        notes.append(f"  failed: {setting} / {mixer}: {err[:160]}")
-    if len(a.get("failures", [])) > 20:
-        notes.append(f"  ... and {len(a['failures']) - 20} more")
-    return notes
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    headers, text, _, bold = _display(table)
-    cells = [[(f"**{c}**" if f else c).replace("|", "\\|") for c, f in zip(row, flags)]
-             for row, flags in zip(text, bold)]
-    body = pd.DataFrame(cells, columns=headers).to_markdown(
-        index=False, colalign=["left"] + ["right"] * (len(headers) - 1))
-    lines = [f"# glmix leaderboard ({table.attrs['metric']})", "", body, ""]
-    lines += [f"{note}  " for note in _notes(table)]
-    return "\n".join(lines) + "\n"
-
-
-def _clean(v):
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.bool_,)):
-        return bool(v)
-    if isinstance(v, (float, np.floating)):
-        return None if math.isnan(v) else ("inf" if math.isinf(v) else float(v))
-    return v
-
-
-def to_json(table: pd.DataFrame) -> dict:
-    cells = table.attrs["cells"].drop(columns=["task_config", "mixer_config", "paths"],
-                                      errors="ignore")
-    group_by = table.attrs.get("group_by")
-    rows = []
-    for key, r in table.iterrows():
-        head = ({"row": key[0], group_by: _clean(key[1])} if isinstance(key, tuple)
-                else {"row": key})
-        rows.append({**head, **{k: _clean(v) for k, v in r.items()}})
-    return {
-        "metric": table.attrs["metric"],
-        "select_on": table.attrs["select_on"],
-        "interval": "95% Student t over seeds",
-        "order": "mean over the settings every row has, then mean rank",
-        "theory_n": table.attrs.get("theory_n"),
-        "settings": table.attrs["settings"],
-        "common": table.attrs.get("common", []),
-        "group_by": group_by,
-        "rows": rows,
-        "cells": [{k: _clean(v) for k, v in r.items()} for _, r in cells.iterrows()],
-        "failed": table.attrs["failed"],
-        "failures": [list(f) for f in table.attrs.get("failures", [])],
-        "unreadable": table.attrs.get("unreadable", 0),
-    }
-
-
-def _row_labels(table: pd.DataFrame) -> list[str]:
-    """The row label of each table row (without the --group-by value): one colour each."""
-    return [str(k[0] if isinstance(k, tuple) else k) for k in table.index]
-
-
-def _shown_path(path) -> str:
-    """A results folder as a page may show it: relative to the working folder when inside it,
-    else its name (a committed page names no absolute path of the machine that made it)."""
-    p = Path(str(path))
-    if not p.is_absolute():
-        return str(p)
-    try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return p.name
-
-
-_HTML_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;font-size:14px}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
-th{background:#f0f0f0;cursor:pointer;user-select:none;position:sticky;top:0}
-th:hover{background:#e0e6f0}
-th.asc::after{content:" \\25B2"} th.desc::after{content:" \\25BC"}
-td:first-child,th:first-child{text-align:left}
-tbody tr:nth-child(even){background:#fafafa}
-td.best{font-weight:bold;background:#eaf5ea}
-.swatch{display:inline-block;width:10px;height:10px;margin-right:6px;border-radius:2px}
-.notes{color:#555;font-size:13px;max-width:70em}
-figure{display:inline-block;margin:1em 1em 1em 0;vertical-align:top}
-figure img{max-width:100%;border:1px solid #eee}
-"""
-
-_HTML_SCRIPT = """
-function sortBy(th){
-  const table=th.closest('table'), body=table.tBodies[0], col=th.cellIndex;
-  const asc=!(th.classList.contains('asc'));
-  for(const h of table.tHead.rows[0].cells){h.classList.remove('asc','desc');}
-  th.classList.add(asc?'asc':'desc');
-  const key=r=>{const v=r.cells[col].dataset.v; const x=parseFloat(v);
-    return isNaN(x)?(v===''||v==='nan'?null:v):x;};
-  const rows=Array.from(body.rows);
-  rows.sort((a,b)=>{const x=key(a),y=key(b);
-    if(x===null&&y===null)return 0; if(x===null)return 1; if(y===null)return -1;
-    const c=(typeof x==='number'&&typeof y==='number')?x-y:String(x).localeCompare(String(y));
-    return asc?c:-c;});
-  for(const r of rows)body.appendChild(r);
-}
-"""
-
-
-def to_html(table: pd.DataFrame, figures: list[tuple[str, Path]] | None = None) -> str:
-    from .plots import colors_for
-
-    headers, text, keys, bold = _display(table)
-    colors = colors_for(_row_labels(table))
-    esc = html.escape
-    out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
-           f"<title>glmix leaderboard ({esc(table.attrs['metric'])})</title>",
-           f"<style>{_HTML_STYLE}</style><script>{_HTML_SCRIPT}</script></head><body>",
-           f"<h1>glmix leaderboard: {esc(table.attrs['metric'])}</h1>",
-           "<p class='notes'>Click a column header to sort.</p>",
-           "<table id='leaderboard'><thead><tr>"]
-    out += [f"<th onclick='sortBy(this)'>{esc(h)}</th>" for h in headers]
-    out.append("</tr></thead><tbody>")
-    row_keys = _row_labels(table)
-    for r, (row, key, flags) in enumerate(zip(text, keys, bold)):
-        out.append("<tr>")
-        for i, (cell, k, flag) in enumerate(zip(row, key, flags)):
-            if isinstance(k, (bool, np.bool_)):
-                v = str(k)
-            elif isinstance(k, (int, float, np.integer, np.floating)):
-                k = float(k)
-                v = "" if np.isnan(k) else ("1e308" if np.isinf(k) else repr(float(k)))
-            else:
-                v = str(k)
-            attrs = f" data-v='{esc(v)}'" + (" class='best'" if flag else "")
-            content = esc(cell)
-            if i == 0:
-                swatch = colors[row_keys[r]]
-                content = f"<span class='swatch' style='background:{swatch}'></span>" + content
-            out.append(f"<td{attrs}>{content}</td>")
-        out.append("</tr>")
-    out.append("</tbody></table>")
-    out += [f"<p class='notes'>{esc(n)}</p>" for n in _notes(table)]
-    stamp = _dt.datetime.now().isoformat(timespec="seconds")
-    out.append(f"<p class='notes'>Generated {esc(stamp)} from "
-               f"{esc(_shown_path(table.attrs.get('results_dir', '')))}.</p>")
-    if figures:
-        out.append("<h2>Plots</h2>")
-        for title, path in figures:
-            data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-            out.append(f"<figure><img alt='{esc(title)}' src='data:image/png;base64,{data}'>"
-                       f"<figcaption>{esc(title)}</figcaption></figure>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
-
-
-def print_table(table: pd.DataFrame, console=None) -> None:
-    """The leaderboard in the terminal (rich): compact cells `mean±half`, the seed count in the
-    header when a column has one count, in the cell otherwise."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    from .plots import colors_for
-
-    colors = colors_for(_row_labels(table))
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=max(console.width, 240))
-    headers, text, _, bold = _display(table)
-    cols = _columns(table)
-    n = table.attrs.get("theory_n")
-    t = Table(title=f"glmix leaderboard: {table.attrs['metric']} (mean±95% t half-width)"
-              + (f"; theory at n={n}" if n else ""), show_lines=False, pad_edge=False)
-    t.add_column("mixer", justify="left", no_wrap=True)
-    labels = _row_labels(table)
-    compact = {}
-    for header, col, kind in cols:
-        if kind == "acc":
-            seeds = table[f"{col} seeds"].dropna().unique()
-            one = len(seeds) == 1
-            compact[col] = one
-            header = f"{col} (n={int(seeds[0])})" if one else col
-        elif n:
-            header = header.replace(f" @n={n}", "")
-        t.add_column(header, justify="right")
-    for r, ((_, row), cells, flags) in enumerate(zip(table.iterrows(), text, bold)):
-        out = [f"[{colors[labels[r]]}]■[/] {escape(cells[0])}"]
-        for (_, col, kind), cell, flag in zip(cols, cells[1:], flags[1:]):
-            if kind == "acc" and np.isfinite(row[col]):
-                mean, half, seeds = row[col], row[f"{col} ±"], row[f"{col} seeds"]
-                if not np.isfinite(mean):
-                    cell = "-"
-                else:
-                    cell = _fmt_mean(mean) + (f"±{_fmt_mean(half)}" if np.isfinite(half)
-                                              else "")
-                    if not compact[col]:
-                        cell += f" (n={int(seeds)})"
-            out.append(f"[bold]{cell}[/bold]" if flag else cell)
-        t.add_row(*out)
-    console.print(t)
-    for note in _notes(table):
-        console.print(note, style="dim", markup=False, highlight=False)
-
-
-def write_outputs(table: pd.DataFrame, out: Path, figures=None) -> list[Path]:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"leaderboard.{ext}" for ext in ("md", "csv", "json", "html")]
-    paths[0].write_text(to_markdown(table))
-    table.to_csv(paths[1])
-    paths[2].write_text(json.dumps(to_json(table), indent=2, default=str) + "\n")
-    paths[3].write_text(to_html(table, figures))
-    return paths
+def default_out(results_dir, metric: str) -> Path:
+    """Where a leaderboard goes without --out: RESULTS_DIR/leaderboard for the default metric,
+    RESULTS_DIR/leaderboard/<metric> for another, so that one never overwrites the other."""
+    out = Path(results_dir) / "leaderboard"
+    return out if metric == DEFAULT_METRIC else out / metric.replace("/", "_")
 
 
 def main(argv=None) -> int:
+    from .render import print_table, write_outputs
+
     ap = argparse.ArgumentParser(
         prog="glmix-leaderboard",
         description="Rank mixers on a folder of result.json files (docs/analysis.md).")
     ap.add_argument("results_dir", help="folder searched recursively for result.json")
-    ap.add_argument("--out", help="output folder (default RESULTS_DIR/leaderboard)")
-    ap.add_argument("--metric", default="test_acc",
-                    help="test metric to report (default test_acc; e.g. test_exact)")
+    ap.add_argument("--out", help="output folder (default RESULTS_DIR/leaderboard, or "
+                    "RESULTS_DIR/leaderboard/METRIC for another metric than test_acc)")
+    ap.add_argument("--metric", default=DEFAULT_METRIC,
+                    help="test metric to report (default test_acc; e.g. test_exact, "
+                    "steps_to_0.9)")
     ap.add_argument("--task", action="append", help="task name or setting (repeatable, "
                     "comma-separated, wildcards allowed)")
     ap.add_argument("--mixer", action="append", help="mixer name (repeatable, comma-separated, "
@@ -527,21 +270,21 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     try:
-        table = build_leaderboard(args.results_dir, metric=args.metric, tasks=args.task,
+        board = build_leaderboard(args.results_dir, metric=args.metric, tasks=args.task,
                                   mixers=args.mixer, group_by=args.group_by)
-    except NoResultsError as e:
+    except (NoResultsError, ValueError) as e:
         print(f"glmix-leaderboard: {e}", file=sys.stderr)
         return 1
-    out = Path(args.out) if args.out else Path(args.results_dir) / "leaderboard"
+    out = Path(args.out) if args.out else default_out(args.results_dir, args.metric)
     figures = []
     if not args.no_plots:
         from .plots import make_plots
 
-        figures = make_plots(table.attrs["cells"], out, metric=args.metric, bench=args.bench,
-                             results_dir=args.results_dir, order=_row_labels(table),
-                             runs=table.attrs["runs"])
-    print_table(table)
-    for path in write_outputs(table, out, figures):
+        figures = make_plots(board.cells, out, metric=args.metric, bench=args.bench,
+                             results_dir=args.results_dir, order=board.row_labels,
+                             runs=board.runs, legend=board.legend)
+    print_table(board)
+    for path in write_outputs(board, out, figures):
         print(f"wrote {path}")
     return 0
 

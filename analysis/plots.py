@@ -17,18 +17,22 @@ import argparse
 import json
 import math
 import sys
+import textwrap
+from collections.abc import Callable
 from contextlib import contextmanager
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from runners.metrics import metric as lookup_metric
+
 from .results import setting_order
 from .stats import fit_exponent
 
-__all__ = ["colors_for", "make_plots", "plot_bench", "plot_curves", "plot_group_by",
-           "load_bench", "load_bench_records", "main"]
+__all__ = ["PLOTS", "Plot", "Style", "colors_for", "make_plots", "split_by_group", "plot_bench",
+           "plot_curves", "plot_group_by", "load_bench", "load_bench_records", "main"]
 
 _MARKERS = ["o", "s", "D", "^", "v", "P", "X", "<", ">", "p"]
 _LINESTYLES = ["-", "--", ":", "-."]
@@ -46,12 +50,23 @@ def colors_for(labels) -> dict[str, str]:
             for i, n in enumerate(names)}
 
 
-class _Style:
-    """Colour and marker of each row label, by the order given (default: sorted)."""
+class Style:
+    """Colour and marker of each row label, by the order given (default: sorted), and the
+    legend text of the labels that stand for config keys (analysis.results'
+    label_by_difference)."""
 
-    def __init__(self, order):
+    def __init__(self, order, legend: dict | None = None):
         self.order = list(dict.fromkeys(str(x) for x in order))
         self.colors = colors_for(self.order)
+        self.legend = dict(legend or {})
+
+    def text(self, label) -> str:
+        """A legend entry: the label, and the keys it stands for wrapped under it."""
+        keys = self.legend.get(str(label))
+        if not keys:
+            return str(label)
+        return str(label) + "\n" + textwrap.fill(keys, 44, initial_indent="  ",
+                                                   subsequent_indent="  ")
 
     def ordered(self, labels) -> list[str]:
         labels = {str(x) for x in labels}
@@ -68,7 +83,7 @@ class _Style:
         return _MARKERS[self.order.index(str(label)) % len(_MARKERS)]
 
 
-_STYLE = _Style([])
+_STYLE = Style([])
 
 
 def _note(msg: str) -> None:
@@ -109,9 +124,25 @@ def _legend(fig, mixers, extra=()) -> None:
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=_STYLE.color(m), marker=_STYLE.marker(m), linestyle="-",
-                      label=m) for m in mixers]
+                      label=_STYLE.text(m)) for m in mixers]
     handles += list(extra)
-    fig.legend(handles=handles, loc="outside right center", frameon=False, title="mixer")
+    if not any(_STYLE.legend.get(str(m)) for m in mixers):
+        fig.legend(handles=handles, loc="outside right center", frameon=False, title="mixer",
+                   fontsize="small")
+        return
+    # labels that stand for config keys carry them under the label: below the panels, in
+    # columns, with the figure made taller by the legend's height so the panels keep theirs
+    ncols = min(3, len(handles))
+    lines = [h.get_label().count("\n") + 1 for h in handles]
+    rows = [max(lines[i:i + ncols]) for i in range(0, len(lines), ncols)]
+    fig.set_figheight(fig.get_figheight() + 0.19 * (sum(rows) + len(rows)) + 0.4)
+    fig.legend(handles=handles, loc="outside lower center", frameon=False, title="mixer",
+               fontsize="small", ncols=ncols)
+
+
+def _suptitle(fig, text: str, width: int = 90) -> None:
+    """A figure title wrapped to lines of `width` characters (constrained layout makes room)."""
+    fig.suptitle(textwrap.fill(text, width))
 
 
 def _save(fig, out: Path, name: str, formats=("png", "svg")) -> Path:
@@ -158,8 +189,11 @@ def _thin_labels(ticks, x_inf=None, gap: float = 0.45) -> list[str]:
 
 
 def _metric_label(metric: str) -> str:
-    return {"test_acc": "test accuracy", "test_exact": "test exact match",
-            "val_acc": "validation accuracy"}.get(metric, metric)
+    """The axis label of a metric: the metric table's (runners.metrics)."""
+    try:
+        return lookup_metric(metric).label
+    except ValueError:
+        return metric
 
 
 # ----------------------------------------------------------------------------------------------
@@ -222,14 +256,8 @@ def plot_seq_len(cells: pd.DataFrame, out: Path, metric: str):
             ax.set_xlabel("sequence length")
             ax.set_ylabel(_metric_label(metric))
         _legend(fig, _ordered(cells["row"]))
-        fig.suptitle("Accuracy against sequence length (bands: 95% t interval over seeds)")
+        _suptitle(fig, "Accuracy against sequence length (bands: 95% t interval over seeds)")
         return _save(fig, out, "accuracy_vs_seq_len")
-
-
-def _state_x(row) -> float:
-    """The state floats per layer the run recorded (the layer's own state_size at seq_len)."""
-    v = row.get("state_size", np.nan)
-    return float(v) if v is not None and np.isfinite(v) else math.nan
 
 
 def _bound_inputs(sub: pd.DataFrame):
@@ -246,7 +274,7 @@ def _bound_inputs(sub: pd.DataFrame):
         info = float(task.info_bits)
     if not np.isfinite(info):
         return None
-    chance = task_chance(task)[0] if task is not None else 0.5
+    chance = task_chance(task)[0]
     layers = sub["num_layers"].median()
     return info, chance, int(layers) if np.isfinite(layers) else 1
 
@@ -257,7 +285,7 @@ def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int 
     from .theory import accuracy_ceiling
 
     data = cells.copy()
-    data["state"] = [_state_x(r) for _, r in data.iterrows()]
+    data["state"] = pd.to_numeric(data["state_size"], errors="coerce")
     data = data[np.isfinite(data["state"]) & (data["state"] > 0)]
     if data.empty:
         _note("accuracy against state size skipped: no state size (theory.state_size) in "
@@ -269,7 +297,8 @@ def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int 
             _points(ax, sub, "state")
             ax.set_xscale("log")
             lo, hi = sub["state"].min() / 3, sub["state"].max() * 3
-            bound = _bound_inputs(sub) if metric in ("test_acc", "val_acc") else None
+            bound = (_bound_inputs(sub) if lookup_metric(metric).accuracy
+                     and "exact" not in lookup_metric(metric).name else None)
             if bound is not None:
                 info, chance, layers = bound
                 knee = info / (bits_per_float * layers)  # the state that holds I bits
@@ -281,7 +310,7 @@ def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int 
             ax.set_xlim(lo, hi)
             ax.set_ylim(-0.03, 1.05)
             ax.set_title(str(setting))
-            ax.set_xlabel("state floats per layer")
+            ax.set_xlabel("state size (floats per layer)")
             ax.set_ylabel(_metric_label(metric))
         extra = []
         if drew_bound:
@@ -291,38 +320,15 @@ def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int 
             _note("capacity bound not drawn: task info_bits unknown (tasks package or "
                   "theory.info_bits needed) or the metric is not a token accuracy")
         _legend(fig, _ordered(data["row"]), extra)
-        fig.suptitle("Accuracy against state size (a point per mixer; bars: 95% t interval)")
+        _suptitle(fig, "Accuracy against state size (a point per mixer; bars: 95% t interval)")
         return _save(fig, out, "accuracy_vs_state")
 
 
-def _with_theory(cells: pd.DataFrame) -> pd.DataFrame:
-    """Hop diameter and congestion of each cell's recorded mixer config at its seq_len."""
-    data = cells.copy()
-    hops, cong = [], []
-    for _, r in data.iterrows():
-        try:
-            th = _stats(json.dumps(r["mixer_config"], sort_keys=True, default=str),
-                        int(r["seq_len"]))
-        except Exception:  # noqa: BLE001 - outside the framework, unknown kind: no hop figures
-            th = None
-        hops.append(th["hop_diameter"] if th else math.nan)
-        cong.append(th["congestion"] if th else math.nan)
-    data["hops"] = np.asarray(hops, dtype=float)
-    data["congestion"] = np.asarray(cong, dtype=float)
-    return data
-
-
-@lru_cache(maxsize=512)
-def _stats(mixer_config: str, n: int) -> dict:
-    from .theory import pattern_stats
-
-    return pattern_stats(json.loads(mixer_config), n)
-
-
 def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
-    data = _with_theory(cells)
-    data = data[~data[column].isna()]
-    label = {"hops": "hop diameter", "congestion": "congestion"}[column]
+    """Accuracy against a theory column of the summary's cells (`hop_diameter`, `congestion`)
+    at each cell's seq_len."""
+    data = cells[~cells[column].isna()].copy()
+    label = {"hop_diameter": "hop diameter", "congestion": "congestion"}[column]
     if data.empty:
         _note(f"accuracy against {label} skipped: no mixer or seq_len the theory module knows")
         return None
@@ -330,11 +336,11 @@ def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
         for ax, setting, sub in panels:
             finite = sub.loc[np.isfinite(sub[column]), column]
             top = finite.max() if len(finite) else 1.0
-            x_inf = max(2.0, top * 2.5) if column == "hops" else max(10.0, top * 5)
+            x_inf = max(2.0, top * 2.5) if column == "hop_diameter" else max(10.0, top * 5)
             has_inf = bool(np.isinf(sub[column]).any())
             sub["x"] = np.where(np.isinf(sub[column]), x_inf, sub[column])
             _points(ax, sub, "x")
-            if column == "hops":
+            if column == "hop_diameter":
                 ax.set_xscale("log", base=2)
                 ticks = sorted({float(v) for v in sub["x"]})
                 ax.set_xticks(ticks, _thin_labels(ticks, x_inf if has_inf else None))
@@ -350,10 +356,12 @@ def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
             ax.set_xlabel(f"{label} at n = seq_len")
             ax.set_ylabel(_metric_label(metric))
         _legend(fig, _ordered(data["row"]))
-        what = ("hop diameter (fewest hops, worst pair; ∞: unreachable)" if column == "hops"
+        what = ("hop diameter (fewest hops, worst pair; ∞: unreachable)"
+                if column == "hop_diameter"
                 else "congestion (largest shortest-path load on one position)")
-        fig.suptitle(f"Accuracy against {what}")
-        return _save(fig, out, f"accuracy_vs_{'hops' if column == 'hops' else 'congestion'}")
+        _suptitle(fig, f"Accuracy against {what}")
+        name = "hops" if column == "hop_diameter" else "congestion"
+        return _save(fig, out, f"accuracy_vs_{name}")
 
 
 def _value_axis(ax, x: pd.Series) -> None:
@@ -388,7 +396,7 @@ def plot_group_by(cells: pd.DataFrame, out: Path, metric: str, key: str):
             ax.set_xlabel(key)
             ax.set_ylabel(_metric_label(metric))
         _legend(fig, _ordered(data["row"]))
-        fig.suptitle(f"Accuracy against {key} (bands: 95% t interval over seeds)")
+        _suptitle(fig, f"Accuracy against {key} (bands: 95% t interval over seeds)")
         return _save(fig, out, f"accuracy_vs_{key.replace('.', '_')}")
 
 
@@ -440,7 +448,7 @@ def plot_task_sweep(cells: pd.DataFrame, out: Path, metric: str):
             ax.set_xlabel(key)
             ax.set_ylabel(_metric_label(metric))
         _legend(fig, _ordered(cells["row"]))
-        fig.suptitle("Accuracy against the swept task parameter (line: mean; dots: seeds)")
+        _suptitle(fig, "Accuracy against the swept task parameter (line: mean; dots: seeds)")
         keys = sorted({key for key, _ in swept.values()})
         return _save(fig, out, "accuracy_vs_" + "_".join(keys))
 
@@ -514,7 +522,7 @@ def plot_curves(cells: pd.DataFrame, runs: pd.DataFrame, out: Path):
                 ax.set_ylabel({"val_acc": "validation accuracy",
                                "train_loss": "training loss"}[part] if j == 0 else "")
         _legend(fig, _ordered(data["row"]))
-        fig.suptitle("Learning curves (mean over seeds at the chosen rate; band: min to max; a "
+        _suptitle(fig, "Learning curves (mean over seeds at the chosen rate; band: min to max; a "
                      "run stopped early holds its last value)")
         return _save(fig, out, "learning_curves")
 
@@ -604,43 +612,87 @@ def _find_bench(results_dir) -> Path | None:
     return found[0] if found else None
 
 
-def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=None,
-               results_dir=None, order=None, runs=None) -> list[tuple[str, Path]]:
-    """Every plot the data allows, into `out` (PNG and SVG). Returns (title, png path) pairs.
-    `cells` is analysis.results.summarize's table (None: only the benchmark plot); `order` the
-    row labels in the order colours are assigned (the leaderboard's; default: as in cells);
-    `runs` the loaded results, for the learning curves. Without `bench`, a *bench*.json at the
-    top of results_dir is used when there is one."""
-    from .results import higher_is_better
+@dataclass(frozen=True)
+class Plot:
+    """A registered plot: `title` (the HTML page's caption), `draw(cells, out, metric, key)`
+    returning its PNG path or None (skipped, with a printed note), `accuracy` (drawn only for an
+    accuracy metric), `by_group` (drawn only with --group-by; the others get one curve per
+    group value)."""
 
+    title: str
+    draw: Callable
+    accuracy: bool = True
+    by_group: bool = False
+
+
+#: Every plot of make_plots, in page order: a new plot is one entry here plus its test
+#: (docs/analysis.md).
+PLOTS: list[Plot] = [
+    Plot("Accuracy against the --group-by key",
+         lambda cells, out, metric, key: plot_group_by(cells, out, metric, key), by_group=True),
+    Plot("Accuracy against sequence length",
+         lambda cells, out, metric, key: plot_seq_len(cells, out, metric)),
+    Plot("Accuracy against the swept task parameter",
+         lambda cells, out, metric, key: plot_task_sweep(cells, out, metric)),
+    Plot("Accuracy against state size",
+         lambda cells, out, metric, key: plot_cache(cells, out, metric)),
+    Plot("Accuracy against hop diameter",
+         lambda cells, out, metric, key: plot_theory_axis(cells, out, metric, "hop_diameter")),
+    Plot("Accuracy against congestion",
+         lambda cells, out, metric, key: plot_theory_axis(cells, out, metric, "congestion")),
+]
+
+
+def split_by_group(cells: pd.DataFrame, key: str | None) -> pd.DataFrame:
+    """With --group-by KEY, each row label gets its group value (`pow2 [d_model=32]`), so that
+    the plots other than accuracy-against-KEY draw one curve per group value, not the pool."""
+    if not key or key not in cells:
+        return cells
+    short = key.rsplit(".", 1)[-1]
+    values = cells[key].map(lambda v: f"{v:g}" if isinstance(v, (int, float)) else str(v))
+    out = cells.assign(row=cells["row"].astype(str) + f" [{short}=" + values + "]")
+    out.attrs.update(cells.attrs)
+    return out
+
+
+def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=None,
+               results_dir=None, order=None, runs=None, legend=None,
+               style: Style | None = None) -> list[tuple[str, Path]]:
+    """Every plot of PLOTS the data allows, into `out` (PNG and SVG), then the learning curves
+    and the benchmark's time against n. Returns (title, png path) pairs. `cells` is
+    analysis.results.summarize's table (None: only the benchmark plot); `style` the colours,
+    markers and legend text of the rows (default: a Style of `order`, the leaderboard's row
+    labels, and `legend`, the keys each label stands for); `runs` the loaded results, for the
+    learning curves. Without `bench`, a *bench*.json at the top of results_dir is used when
+    there is one."""
     global _STYLE
     out = Path(out)
     made = []
-    _STYLE = _Style(order if order is not None else
-                    (cells["row"] if cells is not None and not cells.empty else []))
-    if cells is not None and not cells.empty and not higher_is_better(metric):
+    has = cells is not None and not cells.empty
+    key = cells.attrs.get("group_by") if has else None
+    split = split_by_group(cells, key) if has else cells
+    if style is None:
+        labels = order if order is not None else (cells["row"] if has else [])
+        style = Style(labels, legend)
+    if key:  # the split labels after every row's, so a row keeps the leaderboard's colour
+        style.order = list(dict.fromkeys([*style.order, *(x for r in style.order for x in
+                                                          split.loc[cells["row"] == r, "row"])]))
+        style.colors = colors_for(style.order)
+    _STYLE = style
+    accuracy = lookup_metric(metric).accuracy
+    if has and not accuracy:
         _note(f"accuracy plots skipped: {metric} is not an accuracy")
-    elif cells is not None and not cells.empty:
-        key = cells.attrs.get("group_by")
-        by_key = [(f"Accuracy against {key}", lambda: plot_group_by(cells, out, metric, key))]
-        for title, fn in (
-            *(by_key if key else []),
-            ("Accuracy against sequence length", lambda: plot_seq_len(cells, out, metric)),
-            ("Accuracy against the swept task parameter",
-             lambda: plot_task_sweep(cells, out, metric)),
-            ("Accuracy against state size", lambda: plot_cache(cells, out, metric)),
-            ("Accuracy against hop diameter",
-             lambda: plot_theory_axis(cells, out, metric, "hops")),
-            ("Accuracy against congestion",
-             lambda: plot_theory_axis(cells, out, metric, "congestion")),
-        ):
-            path = fn()
+    if has:
+        for plot in PLOTS:
+            if (plot.accuracy and not accuracy) or (plot.by_group and not key):
+                continue
+            path = plot.draw(cells if plot.by_group else split, out, metric, key)
             if path is not None:
-                made.append((title, path))
+                made.append((plot.title.replace("the --group-by key", str(key)), path))
     else:
         _note("accuracy plots skipped: no results")
-    if cells is not None and not cells.empty and runs is not None:
-        path = plot_curves(cells, runs, out)
+    if has and runs is not None:
+        path = plot_curves(split, runs, out)
         if path is not None:
             made.append(("Learning curves", path))
     bench = bench or _find_bench(results_dir)
@@ -660,7 +712,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.plots",
                                  description="Plots of a results folder (docs/analysis.md).")
     ap.add_argument("results_dir")
-    ap.add_argument("--out", help="output folder (default RESULTS_DIR/leaderboard)")
+    ap.add_argument("--out", help="output folder (default RESULTS_DIR/leaderboard, or "
+                    "RESULTS_DIR/leaderboard/METRIC for another metric than test_acc)")
     ap.add_argument("--metric", default="test_acc")
     ap.add_argument("--task", action="append")
     ap.add_argument("--mixer", action="append")
@@ -677,7 +730,9 @@ def main(argv=None) -> int:
             print(f"python -m analysis.plots: nothing to plot under {args.results_dir}",
                   file=sys.stderr)
             return 1
-    out = Path(args.out) if args.out else Path(args.results_dir) / "leaderboard"
+    from .leaderboard import default_out
+
+    out = Path(args.out) if args.out else default_out(args.results_dir, args.metric)
     made = make_plots(cells, out, metric=args.metric, bench=args.bench,
                       results_dir=args.results_dir, runs=runs)
     for _, path in made:

@@ -7,9 +7,11 @@
 A result file is a `runners.schema.Result`; a file of another schema is a row with status
 `unreadable`. Runs that differ only in seed and learning rate are one experiment: a leaderboard
 *row* is one mixer config with everything else that is not the task (model, trainer, op
-version), labelled by its mixer name and, when one name has several configs, by what differs
-(`attention [model.d_model=16]`). A *column* is one task setting (its config and generator
-version). The rules are in docs/analysis.md.
+version), labelled by its mixer name and, when one name has several configs, a short tag of
+what differs (`attention [d_model=16]`, or `attention [a]` beyond 40 characters), the keys in
+full in a legend. A *column* is one task setting (its config and generator version; the
+evaluation-set sizes task.num_val / task.num_test are not part of it). The rules are in
+docs/analysis.md.
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from runners.metrics import metric as lookup_metric
 from runners.schema import POOLED, RUN_ONLY, Result, drop_keys, fill_defaults, flatten
 
 from .stats import t_interval
+from .theory import THEORY_NAMES, layer_theory
 
 __all__ = [
     "load_results",
@@ -54,8 +59,8 @@ def find_result_files(results_dir) -> list[Path]:
 
 
 def higher_is_better(metric: str) -> bool:
-    """Accuracies: higher is better; losses and steps-to-accuracy: lower is better."""
-    return not (metric.startswith("steps_to_") or metric.endswith("loss"))
+    """The metric's direction, from the metric table (runners.metrics)."""
+    return lookup_metric(metric).higher_is_better
 
 
 def _num(x, missing=np.nan):
@@ -99,7 +104,11 @@ def _flatten_result(r: Result, path: Path) -> dict:
     }
     for key, value in r.metrics.items():
         # a threshold never reached: infinitely many steps, not a missing value
-        row[key] = _num(value, math.inf if key.startswith("steps_to_") else np.nan)
+        try:
+            missing = lookup_metric(key).missing
+        except ValueError:  # a metric of a newer runner: read as a plain number
+            missing = np.nan
+        row[key] = _num(value, missing)
     for key, value in r.theory.items():
         row[f"theory.{key}"] = _num(value)
     return row
@@ -177,11 +186,33 @@ def _fmt_value(v) -> str:
     return str(v)
 
 
-def label_by_difference(base: pd.Series, ids: pd.Series) -> pd.Series:
-    """A label per entry: `base`, and when one base has several distinct identities (dicts of
-    dotted keys), ` [k=v, ...]` with the keys whose values differ among them."""
+LABEL_WIDTH = 40
+"""The longest row or column label; the keys that set a label apart are in the legend."""
+
+EVAL_SIZE_KEYS = ("task.num_val", "task.num_test")
+"""Evaluation-set sizes: part of a run's identity, not of its column's (one task setting)."""
+
+
+def _letters(i: int) -> str:
+    out = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        out = chr(97 + r) + out
+    return out
+
+
+def label_by_difference(base: pd.Series, ids: pd.Series, width: int = LABEL_WIDTH
+                        ) -> tuple[pd.Series, dict[str, str]]:
+    """A short label per entry and the legend of the labels that need one.
+
+    `base` alone when one base has one identity (a dict of dotted keys); when it has several,
+    `base [d_model=16]` with the last part of each key whose value differs, or `base [a]`,
+    `base [b]`, ... when that would be longer than `width` characters. The legend maps each such
+    label to the differing keys in full (`model.d_model=16, trainer.max_steps=600`)."""
     keys = ids.map(_key)
     labels = pd.Series(index=ids.index, dtype=object)
+    legend: dict[str, str] = {}
     for name, idx in base.groupby(base, sort=False).groups.items():
         distinct = {keys[i]: ids[i] for i in idx}
         if len(distinct) == 1:
@@ -189,12 +220,20 @@ def label_by_difference(base: pd.Series, ids: pd.Series) -> pd.Series:
             continue
         every = sorted(set().union(*(d.keys() for d in distinct.values())))
         differ = [k for k in every if len({_key(d.get(k, "-")) for d in distinct.values()}) > 1]
-        names = {key: f"{name} [" + ", ".join(f"{k}={_fmt_value(d.get(k, '-'))}"
+        full = {key: ", ".join(f"{k}={_fmt_value(d.get(k, '-'))}" for k in differ)
+                for key, d in distinct.items()}
+        short = {key: f"{name} [" + ", ".join(f"{k.rsplit('.', 1)[-1]}={_fmt_value(d.get(k, '-'))}"
                                               for k in differ) + "]"
                  for key, d in distinct.items()}
+        if (max(map(len, short.values())) > width
+                or len(set(short.values())) < len(short)):
+            short = {key: f"{name} [{_letters(i)}]" for i, key in enumerate(sorted(full,
+                     key=lambda k: _natural(full[k])))}
+        for key in distinct:
+            legend[short[key]] = full[key]
         for i in idx:
-            labels[i] = names[keys[i]]
-    return labels
+            labels[i] = short[keys[i]]
+    return labels, legend
 
 
 def add_experiment_labels(ok: pd.DataFrame, group_by: str | None = None) -> pd.DataFrame:
@@ -204,7 +243,8 @@ def add_experiment_labels(ok: pd.DataFrame, group_by: str | None = None) -> pd.D
     ok = ok.copy()
     rows = ok["_row_id"]
     # a column is its label too: the per-setting columns of one run (`S@label`) share a config
-    cols = pd.Series([{**d, "task_setting": ts}
+    cols = pd.Series([{**{k: v for k, v in d.items() if k not in EVAL_SIZE_KEYS},
+                       "task_setting": ts}
                       for d, ts in zip(ok["_col_id"], ok["task_setting"])], index=ok.index)
     if group_by:
         values = ok["config"].map(lambda c: flatten(c).get(group_by, np.nan))
@@ -214,8 +254,10 @@ def add_experiment_labels(ok: pd.DataFrame, group_by: str | None = None) -> pd.D
         ok[group_by] = values
         rows = rows.map(lambda d: {k: v for k, v in d.items() if k != group_by})
         cols = cols.map(lambda d: {k: v for k, v in d.items() if k != group_by})
-    ok["row"] = label_by_difference(ok["mixer"].astype(str), rows)
-    ok["column"] = label_by_difference(ok["task_setting"].astype(str), cols)
+    ok["row"], row_legend = label_by_difference(ok["mixer"].astype(str), rows)
+    ok["column"], col_legend = label_by_difference(ok["task_setting"].astype(str), cols)
+    ok["row_keys"] = ok["row"].map(row_legend)
+    ok["column_keys"] = ok["column"].map(col_legend)
     ok["_row_key"] = rows.map(_key) + (ok[group_by].map(_key) if group_by else "")
     ok["_col_key"] = cols.map(_key)
     return ok
@@ -236,8 +278,11 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
     own). A steps-to-accuracy metric of a seed that never reached the threshold is inf, and so
     is then the mean. Also `row`,
     `mixer`, `task_setting` (the column label), `val_mean`, `lrs` (rates tried), `seq_len`,
-    `num_params` (median), `d_model`, `num_heads`, `num_layers`, `state_size` (the recorded
-    theory.state_size), `info_bits`, the task and mixer configs, and the `group_by` value.
+    `num_params` (median), `d_model`, `num_heads`, `num_layers`, `info_bits`, the task and
+    mixer configs, the `group_by` value, and the theory columns at the cell's seq_len
+    (analysis.theory.THEORY_COLUMNS: `reads_per_token`, `cache_size`, `state_size` -- the
+    recorded theory.state_size when there is one --, `hop_diameter`, `congestion`): the one place
+    the leaderboard and the plots read them from.
     """
     ok = df[df["status"] == "ok"].copy()
     if ok.empty:
@@ -265,6 +310,8 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
         rows.append({
             "row": chosen["row"].iloc[0],
             "task_setting": chosen["column"].iloc[0],
+            "row_keys": _first(chosen["row_keys"]),
+            "column_keys": _first(chosen["column_keys"]),
             "mixer": chosen["mixer"].iloc[0],
             **({group_by: _first(chosen[group_by])} if group_by else {}),
             "task": _first(chosen["task"]),
@@ -289,10 +336,44 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
             "mixer_config": _first(chosen["mixer_config"]),
             "paths": chosen["path"].tolist(),
         })
-    cells = pd.DataFrame(rows)
+    cells = _with_theory(pd.DataFrame(rows))
     cells.attrs.update(df.attrs)
     cells.attrs["metric"] = metric
     cells.attrs["group_by"] = group_by
+    return cells
+
+
+@lru_cache(maxsize=2048)
+def _theory(mixer_config: str, n: int, d_model: int, num_heads: int) -> tuple:
+    try:
+        th = layer_theory(json.loads(mixer_config), n, d_model, num_heads)
+    except Exception:  # noqa: BLE001 - an unknown kind, a missing optional package: no theory
+        return tuple(math.nan for _ in THEORY_NAMES)
+    return tuple(float(th[k]) for k in THEORY_NAMES)
+
+
+def theory_of(mixer_config, n, d_model, num_heads) -> dict:
+    """The theory figures (analysis.theory.THEORY_COLUMNS) of a recorded mixer config at length
+    n for its model width, each computed once per distinct input; NaN where the registry cannot
+    build the config."""
+    nums = (n, d_model, 1 if num_heads is None or not np.isfinite(num_heads) else num_heads)
+    if not isinstance(mixer_config, Mapping) or not all(
+            v is not None and np.isfinite(v) for v in nums):
+        return dict.fromkeys(THEORY_NAMES, math.nan)
+    key = json.dumps(dict(mixer_config), sort_keys=True, default=str)
+    return dict(zip(THEORY_NAMES, _theory(key, *(int(v) for v in nums))))
+
+
+def _with_theory(cells: pd.DataFrame) -> pd.DataFrame:
+    """The theory columns of every cell at its own seq_len; the state size the run recorded
+    (the layer's own) wins over the recomputed one."""
+    figures = pd.DataFrame([theory_of(r["mixer_config"], r["seq_len"], r["d_model"],
+                                      r["num_heads"]) for _, r in cells.iterrows()],
+                           index=cells.index, columns=list(THEORY_NAMES))
+    recorded = cells["state_size"]
+    for key in THEORY_NAMES:
+        cells[key] = (recorded.where(recorded.notna(), figures[key]) if key == "state_size"
+                      else figures[key])
     return cells
 
 

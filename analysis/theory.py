@@ -1,6 +1,6 @@
 """Theory figures of a mixer at sequence length n (docs/design.md 1 and 5; docs/analysis.md).
 
-    from analysis.theory import pattern_stats, layer_theory, state_floats, capacity_bound
+    from analysis.theory import pattern_stats, layer_theory, state_size, capacity_bound
     pattern_stats("pow2_cache", 1024)      # a catalogue mixer: conf/mixer/pow2_cache.yaml
     pattern_stats("kth(8)", 1024)          # a recurrent pattern (direct part: self)
     pattern_stats({"kind": "glr", "direct": "window(16)", "recurrent": "pow2"}, 1024)  # a config
@@ -43,7 +43,8 @@ __all__ = [
     "pattern_stats",
     "layer_theory",
     "catalogue_table",
-    "state_floats",
+    "state_size",
+    "THEORY_COLUMNS",
     "capacity_bound",
     "accuracy_ceiling",
     "task_chance",
@@ -382,7 +383,7 @@ def _recurrent_cache(p: RecurrentPattern, n: int) -> int:
 
 def _cache(m: Mixer, p: RecurrentPattern, n: int) -> float:
     if m.state_expanded:
-        return math.nan  # a matrix state, see state_floats
+        return math.nan  # a matrix state, see state_size
     return int(m.direct.cache_size(n) + _recurrent_cache(p, n))
 
 
@@ -466,30 +467,42 @@ def catalogue_table(n: int, names=None):
     return df
 
 
-def layer_theory(mixer_config: Mapping, n: int, d_model: int, num_heads: int = 1) -> dict:
-    """The theory columns of a result's recorded mixer config at length n, for its model width.
+#: The theory columns the results summary adds to every cell and the leaderboard and plots
+#: show: (name, short label, one-line definition). One name per quantity across the code, the
+#: tables, the plots and docs/analysis.md.
+THEORY_COLUMNS = (
+    ("reads_per_token", "reads/token", "mean |A(i)| + |B(i)| over i < n: reads per output"),
+    ("cache_size", "cache", "entries per head a decoder keeps to decode token n (- for a "
+                            "matrix state)"),
+    ("state_size", "state", "floats one layer keeps between decoding steps (the layer's "
+                            "state_size(n))"),
+    ("hop_diameter", "hops", "fewest hops from v_j to y_i, worst pair j < i (inf: unreachable)"),
+    ("congestion", "congestion", "largest shortest-path load on one position towards y_{n-1}"),
+)
+THEORY_NAMES = tuple(name for name, _, _ in THEORY_COLUMNS)
 
-    From the layer the config's kind builds (mixers.registry): `cache` (entries per head to
+
+def layer_theory(mixer_config: Mapping, n: int, d_model: int, num_heads: int = 1) -> dict:
+    """The theory figures of a result's recorded mixer config at length n, for its model width.
+
+    From the layer the config's kind builds (mixers.registry): `cache_size` (entries per head to
     decode token n; NaN for the state-expanded family, whose entries are matrices),
-    `state floats` (layer.state_size(n)), `flops/token`; from its patterns, when it has some:
-    `reads/token` (mean |A(i)| + |B(i)|), `hops` (hop diameter), `congestion`. Raises ValueError
+    `state_size` (layer.state_size(n)), `flops_per_token`; from its patterns, when it has some:
+    `reads_per_token` (mean |A(i)| + |B(i)|), `hop_diameter`, `congestion`. Raises ValueError
     for a config the registry cannot build (an unknown kind): no other mixer's theory is used.
     """
     layer = _layer(mixer_config, int(d_model), int(num_heads))
-    expanded = bool(getattr(layer, "state_expanded", False))
-    out = {"reads/token": math.nan, "cache": math.nan, "state floats": math.nan,
-           "flops/token": math.nan, "hops": math.nan, "congestion": math.nan}
-    for key, attr in (("cache", "cache_size"), ("state floats", "state_size"),
-                      ("flops/token", "flops_per_token")):
-        fn = getattr(layer, attr, None)
+    out = dict.fromkeys((*THEORY_NAMES, "flops_per_token"), math.nan)
+    for key in ("cache_size", "state_size", "flops_per_token"):
+        fn = getattr(layer, key, None)
         if callable(fn):
             out[key] = float(fn(int(n)))
-    if expanded:
-        out["cache"] = math.nan
+    if getattr(layer, "state_expanded", False):
+        out["cache_size"] = math.nan
     if getattr(layer, "patterns", None) is not None:
         stats = pattern_stats(_from_layer(str(mixer_config.get("name", "mixer")), layer), n)
-        out["reads/token"] = stats["reads_per_token_mean"]
-        out["hops"] = stats["hop_diameter"]
+        out["reads_per_token"] = stats["reads_per_token_mean"]
+        out["hop_diameter"] = stats["hop_diameter"]
         out["congestion"] = stats["congestion"]
     return out
 
@@ -498,22 +511,38 @@ def layer_theory(mixer_config: Mapping, n: int, d_model: int, num_heads: int = 1
 # state and capacity
 
 
-def state_floats(mixer, n: int, d_model: int, num_heads: int = 1) -> float:
-    """Floats one layer keeps between decoding steps at length n.
+def _layer_config(mixer) -> dict:
+    """The mixer config a state question is asked of: a catalogue name's file, a config
+    mapping as given, a (direct, recurrent[, cache_efficient]) tuple of spec strings or a
+    recurrent spec string as the glr layer of those patterns."""
+    if isinstance(mixer, str) and mixer in _catalogue():
+        return {"name": mixer, **_catalogue()[mixer]}
+    if isinstance(mixer, Mapping):
+        return dict(mixer)
+    if isinstance(mixer, tuple) and 2 <= len(mixer) <= 3 and all(
+            isinstance(x, str) for x in mixer[:2]):
+        return {"kind": "glr", "direct": mixer[0], "recurrent": mixer[1],
+                "cache_efficient": bool(mixer[2]) if len(mixer) == 3 else False}
+    if isinstance(mixer, str):
+        return {"kind": "glr", "direct": "self", "recurrent": mixer}
+    raise ValueError(f"state_size: {mixer!r} names no layer: give a catalogue name, a mixer "
+                     f"config mapping, a (direct, recurrent[, cache_efficient]) tuple of specs "
+                     f"or a recurrent spec string")
 
-    GLR mixers: (direct cache + recurrent cache) vectors per head, each 2 * d_head floats (k and
-    v for a direct read; y and the recurrent key kr for a recurrent one), so
-    2 * d_model * cache. State-expanded mixers: a d_head x d_head matrix and a d_head normalizer
-    per head, num_heads * (d_head^2 + d_head), whatever n.
-    """
-    m = resolve_mixer(mixer)
+
+def state_size(mixer, n: int, d_model: int, num_heads: int = 1) -> float:
+    """Floats one layer keeps between decoding steps at length n: the built layer's own
+    `state_size(n)` (mixers), for d_model and num_heads. Glr layers keep 2 * d_head floats per
+    cache entry and head; state-expanded ones a d_head x d_head matrix and a key per state they
+    keep; linear attention one matrix and its normalizer; a short convolution adds its window."""
     if d_model % num_heads:
-        raise ValueError(f"state_floats: d_model={d_model} is not divisible by "
+        raise ValueError(f"state_size: d_model={d_model} is not divisible by "
                          f"num_heads={num_heads}")
-    d_head = d_model // num_heads
-    if m.state_expanded:
-        return float(num_heads * (d_head * d_head + d_head))
-    return float(num_heads * 2 * d_head * _cache(m, m.recurrent, int(n)))
+    layer = _layer(_layer_config(mixer), int(d_model), int(num_heads))
+    fn = getattr(layer, "state_size", None)
+    if not callable(fn):
+        raise ValueError(f"state_size: the layer of {mixer!r} reports no state_size")
+    return float(fn(int(n)))
 
 
 def _binary_entropy(p: float) -> float:
@@ -555,33 +584,13 @@ def accuracy_ceiling(state_bits: float, info_bits: float, chance: float = 0.5) -
     return float(1.0 - d_star)
 
 
-#: answer alphabet per item for the tasks of `tasks/`, from their token layouts (docs/tasks.md)
-_ANSWER_ALPHABET = {
-    "mqar": lambda t: t.vocab_size - t.vocab_size // 2,
-    "copy": lambda t: t.vocab_size - 1,
-    "selective_copy": lambda t: t.vocab_size - 2,
-    "flipflop": lambda t: 2,
-    "multihop": lambda t: t.num_nodes,
-    "state_tracking": lambda t: t.vocab_size,
-}
-
-
 def task_chance(task) -> tuple[float, str]:
-    """(chance accuracy per item, where it came from). A `chance` attribute of the task wins;
-    then the answer alphabet of the known tasks; else 0.5, the least favourable assumption (the
+    """(chance accuracy per item, where it came from): 1 / the task's own `answer_alphabet`
+    (tasks.Task); 0.5 for an object without one, the least favourable assumption (the
     ceiling decreases as the alphabet grows at fixed I and S, so 0.5 keeps it a valid bound)."""
-    for attr in ("chance", "chance_acc", "chance_level"):
-        v = getattr(task, attr, None)
-        if isinstance(v, (int, float)) and 0 < v < 1:
-            return float(v), f"task.{attr}"
-    name = getattr(task, "name", None)
-    if name in _ANSWER_ALPHABET:
-        try:
-            size = int(_ANSWER_ALPHABET[name](task))
-            if size >= 2:
-                return 1.0 / size, f"{name} answer alphabet ({size})"
-        except (AttributeError, TypeError, ValueError):
-            pass
+    size = getattr(task, "answer_alphabet", None)
+    if isinstance(size, int) and size >= 2:
+        return 1.0 / size, f"{getattr(task, 'name', 'task')} answer alphabet ({size})"
     return 0.5, "assumed binary items (least favourable)"
 
 
@@ -594,10 +603,11 @@ def capacity_bound(mixer, task, d_model: int, bits_per_float: int = 16, n: int |
                    *, num_heads: int = 1, num_layers: int = 1, chance: float | None = None) -> dict:
     """What a mixer's state can carry against what the task needs, and the accuracy it caps.
 
-    `task` is a `tasks` task or any object with `info_bits` and `seq_len`. S = state_floats(mixer,
-    n) * bits_per_float * num_layers bits (every layer's state crosses the cut between the items
-    and the queries); I = task.info_bits. A mixer that keeps a slot per past token (attention,
-    dense, plain pow2 / sq1: cache >= n - 1) can keep the input itself: no bound, ceiling 1.
+    `task` is a `tasks` task or any object with `info_bits` and `seq_len`.
+    S = state_size(mixer, n, d_model, num_heads) (the built layer's) * bits_per_float *
+    num_layers bits (every layer's state crosses the cut between the items and the queries);
+    I = task.info_bits. A mixer that keeps a slot per past token (attention, dense, plain
+    pow2 / sq1: cache >= n - 1) can keep the input itself: no bound, ceiling 1.
     Otherwise ceiling = accuracy_ceiling(S, I, chance). A bound, not a prediction.
     """
     m = resolve_mixer(mixer)
@@ -607,14 +617,14 @@ def capacity_bound(mixer, task, d_model: int, bits_per_float: int = 16, n: int |
         chance, chance_source = task_chance(task)
     else:
         chance_source = "given"
-    floats = state_floats(m, n, d_model, num_heads)
+    floats = state_size(mixer, n, d_model, num_heads)
     keeps_all = (not m.state_expanded) and n > 1 and _cache(m, m.recurrent, n) >= n - 1
     bits = math.inf if keeps_all else floats * bits_per_float * num_layers
     fraction = 1.0 if keeps_all or info <= 0 else min(1.0, bits / info)
     return {
         "mixer": m.name,
         "n": n,
-        "state_floats": floats,
+        "state_size": floats,
         "state_bits": bits,
         "info_bits": info,
         "bounded": not keeps_all,

@@ -1,10 +1,13 @@
 """Lightning pieces: the data module, the training module, the metrics, early stopping.
 
-Metrics (validation and test), all on scored positions only (targets != -100):
-  acc       token accuracy: torchmetrics MulticlassAccuracy(ignore_index=-100, average="micro")
-  exact     sequence exact match: every scored position of a sequence right
-  slice/<s> token accuracy on the scored positions of slice s (the task's named slices)
-  loss      cross-entropy
+Metrics (validation and test; runners.metrics.EVAL_METRICS, the table of every metric's
+direction, label and format), all on scored positions only (targets != -100), written as
+<split>_<name>:
+  acc            token accuracy: torchmetrics MulticlassAccuracy(ignore_index=-100,
+                 average="micro")
+  exact          sequence exact match: every scored position of a sequence right
+  loss           cross-entropy
+  slice_acc/<s>  token accuracy on the scored positions of slice s (the task's named slices)
 
 With test settings (a tasks.TaskMixture: Zoology's protocol), the test split is one loader per
 setting; test acc, exact and loss pool them all, and each setting <label> also has its own:
@@ -23,6 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from runners.metrics import EVAL_METRICS
 from tasks import IGNORE_INDEX, TaskMixture, split_seed
 
 
@@ -220,9 +224,9 @@ class LitModel(pl.LightningModule):
         reset it."""
         m = self.metrics[key]
         loss_sum, n = self._loss_sums.get(key, (0.0, 0))
-        out = {f"{prefix}_acc{suffix}": m["acc"].compute().item(),
-               f"{prefix}_exact{suffix}": m["exact"].compute().item(),
-               f"{prefix}_loss{suffix}": loss_sum / max(n, 1)}
+        values = {"acc": m["acc"].compute().item(), "exact": m["exact"].compute().item(),
+                  "loss": loss_sum / max(n, 1)}
+        out = {f"{prefix}_{name}{suffix}": values[name] for name in EVAL_METRICS}
         for name, v in zip(names, m["slices"].compute().reshape(-1).tolist()):
             out[f"{prefix}_slice_acc/{name}{suffix}"] = v
         for metric in m.values():
@@ -244,10 +248,10 @@ class LitModel(pl.LightningModule):
                 for key in point:
                     point[key].pop()
             point["step"].append(int(self.global_step))
-            for key in ("acc", "exact", "loss"):
+            for key in EVAL_METRICS:
                 v = out[f"val_{key}"]
                 point[key].append(v if math.isfinite(v) else None)
-        for key in ("acc", "exact", "loss"):
+        for key in EVAL_METRICS:
             self.log(f"{split}_{key}", out[f"{split}_{key}"], prog_bar=key == "acc")
 
     def on_validation_epoch_start(self):

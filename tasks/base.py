@@ -96,7 +96,7 @@ class Task(ABC):
 
     Subclasses set the class attributes `name` (the registry name) and `version` (bumped when
     their generator's output changes), and provide `vocab_size`, `seq_len` (fields or
-    properties), `info_bits` and `_generate(num_examples, rng) -> TaskData`.
+    properties), `info_bits`, `answer_alphabet` and `_generate(num_examples, rng) -> TaskData`.
     """
 
     name: ClassVar[str] = ""
@@ -115,6 +115,17 @@ class Task(ABC):
     @abstractmethod
     def info_bits(self) -> float:
         """Bits a model must carry to score 100% (see docs/tasks.md for each task's formula)."""
+
+    @property
+    @abstractmethod
+    def answer_alphabet(self) -> int:
+        """How many values one scored answer token can take (the task's own token layout):
+        a guess is right with probability 1 / answer_alphabet, the task's chance level."""
+
+    @property
+    def chance(self) -> float:
+        """Chance accuracy per scored token: 1 / answer_alphabet."""
+        return 1.0 / self.answer_alphabet
 
     @abstractmethod
     def _generate(self, num_examples: int, rng: np.random.Generator) -> TaskData: ...

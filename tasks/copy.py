@@ -62,6 +62,11 @@ class Copy(Task):
         check_derived_seq_len(self, 2 * self.copy_len, "2 * copy_len")
 
     @property
+    def answer_alphabet(self) -> int:
+        """A scored token is a data token: one of 1 .. V - 1."""
+        return self.vocab_size - 1
+
+    @property
     def info_bits(self) -> float:
         return self.copy_len * math.log2(self.vocab_size - 1)
 
@@ -112,6 +117,11 @@ class SelectiveCopy(Task):
         else:
             derived = self.prefix_len + self.num_tokens
             check_derived_seq_len(self, derived, "prefix_len + num_tokens")
+
+    @property
+    def answer_alphabet(self) -> int:
+        """A scored token is a data token: one of 2 .. V - 1."""
+        return self.vocab_size - 2
 
     @property
     def info_bits(self) -> float:

@@ -57,6 +57,11 @@ class FlipFlop(Task):
         return 5
 
     @property
+    def answer_alphabet(self) -> int:
+        """A scored token is a bit: 0 or 1."""
+        return 2
+
+    @property
     def info_bits(self) -> float:
         return 1.0
 

@@ -59,9 +59,9 @@ class Memorization(Task):
         return 0.0
 
     @property
-    def chance(self) -> float:
-        """Chance accuracy per scored token: one of the H values (read by analysis)."""
-        return 1.0 / self.num_keys
+    def answer_alphabet(self) -> int:
+        """A scored token is one of the H values."""
+        return self.num_keys
 
     @property
     def map_bits(self) -> float:

@@ -113,6 +113,11 @@ class MQAR(Task):
         return (self.seq_len - 2 * self.num_kv_pairs) // 2
 
     @property
+    def answer_alphabet(self) -> int:
+        """A scored token is a value: one of the V - V // 2 tokens of [V // 2, V)."""
+        return self.vocab_size - self.vocab_size // 2
+
+    @property
     def info_bits(self) -> float:
         # The values of the K keys, given the keys: K distinct values out of V - V // 2.
         return log2_falling_factorial(self.vocab_size - self.vocab_size // 2, self.num_kv_pairs)

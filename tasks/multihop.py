@@ -86,6 +86,11 @@ class MultiHop(Task):
         return self.num_chains * (self.chain_len - 1)
 
     @property
+    def answer_alphabet(self) -> int:
+        """A scored token is a node: one of the V - 1 - hops node tokens."""
+        return self.num_nodes
+
+    @property
     def info_bits(self) -> float:
         # The successor map given its domain D (|D| = E, revealed by the queries): choose the C
         # chain ends among the other n - E nodes, then arrange D and the ends into chains: E!.

@@ -116,9 +116,9 @@ class _Recall(Task):
         return self.expected_distinct_keys * log2_falling_factorial(self.half, self.value_len)
 
     @property
-    def chance(self) -> float:
-        """Chance accuracy per scored token: one of the H value tokens (read by analysis)."""
-        return 1.0 / self.half
+    def answer_alphabet(self) -> int:
+        """A scored token is one of the H value tokens."""
+        return self.half
 
     def buckets(self) -> list[tuple[str, int, int]]:
         # from the previous occurrence of the key to the repeat: 1 .. N-1 slots

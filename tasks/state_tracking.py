@@ -86,6 +86,11 @@ class StateTracking(Task):
         return math.factorial(self.degree) if self.group == "permutation" else self.order
 
     @property
+    def answer_alphabet(self) -> int:
+        """A scored token is a group element: one of the group order's ids."""
+        return self.vocab_size
+
+    @property
     def info_bits(self) -> float:
         return math.log2(self.vocab_size)
 

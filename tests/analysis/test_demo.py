@@ -20,7 +20,8 @@ def test_demo_runs_the_smoke_grid_then_the_leaderboard(monkeypatch, tmp_path, ca
     assert calls["board"] == [str(tmp_path.resolve())]
     hint = capsys.readouterr().out.strip().splitlines()[-1]
     # the hint names this interpreter, not a bare `python` that may be the system's
-    assert f"{demo._python()} -m analysis.leaderboard {tmp_path.resolve()}" in hint
+    shown = demo._shown
+    assert f"{shown(sys.executable)} -m analysis.leaderboard {shown(tmp_path.resolve())}" in hint
 
 
 def test_a_failed_grid_still_shows_the_table_and_returns_its_code(monkeypatch, tmp_path):

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from analysis_helpers import make_result, write
 
-from analysis.leaderboard import build_leaderboard, main
+from analysis.leaderboard import build_leaderboard, default_out, main, within_noise
+from analysis.render import print_table, to_markdown
 from analysis.results import NoResultsError, load_results, t_interval
 from analysis.theory import pattern_stats
 from runners.paths import catalogue
@@ -46,7 +47,8 @@ def grid(root):
 
 
 def test_lr_choice_mean_and_interval(tmp_path):
-    table = build_leaderboard(grid(tmp_path / "r"))
+    board = build_leaderboard(grid(tmp_path / "r"))
+    table = board.table
     tests = [0.85, 0.87, 0.95]
     mean = sum(tests) / 3
     half = T_975_2DF * statistics.stdev(tests) / math.sqrt(3)
@@ -62,11 +64,12 @@ def test_lr_choice_mean_and_interval(tmp_path):
     assert table.loc["attention", "flipflop-128 ±"] == pytest.approx(
         T_975_3DF * statistics.stdev(flip) / 2)
     # failed runs excluded but counted, a file of another layout unreadable
-    assert table.attrs["failed"] == 2 and table.attrs["unreadable"] == 1
+    assert board.failed == 2 and board.unreadable == 1
 
 
 def test_ranks_means_and_order(tmp_path):
-    table = build_leaderboard(grid(tmp_path / "r"))
+    board = build_leaderboard(grid(tmp_path / "r"))
+    table = board.table
     # attention wins mqar-64, first_order wins flipflop-128: both mean rank 1.5
     assert table.loc["attention", "mean rank"] == 1.5
     assert table.loc["first_order", "mean rank"] == 1.5
@@ -75,25 +78,28 @@ def test_ranks_means_and_order(tmp_path):
     assert table.loc["attention", "mean"] == pytest.approx((0.89 + 0.73) / 2)
     # ordered by the mean over the common settings
     expect = sorted(table.index, key=lambda m: -table.loc[m, "mean"])
-    assert list(table.index) == expect and table.attrs["common"] == table.attrs["settings"]
+    assert list(table.index) == expect and board.common == board.settings
     # settings ordered by task, then length; theory columns at the largest length
-    assert table.attrs["settings"] == ["flipflop-128", "mqar-64"]
-    assert table.attrs["theory_n"] == 128
-    assert table.loc["attention", "hops"] == 1
-    assert table.loc["first_order", "hops"] == 127
-    assert table.loc["first_order", "cache"] == 1
-    assert table.loc["first_order", "state floats"] == 2 * 32  # 2 * d_model * cache
+    assert board.settings == ["flipflop-128", "mqar-64"]
+    assert board.theory_n == 128
+    assert table.loc["attention", "hop_diameter"] == 1
+    assert table.loc["first_order", "hop_diameter"] == 127
+    assert table.loc["first_order", "cache_size"] == 1
+    assert table.loc["first_order", "state_size"] == 2 * 32  # 2 * d_model * cache
 
 
 def test_filters_and_metric(tmp_path):
     root = grid(tmp_path / "r")
-    only = build_leaderboard(root, tasks=["flipflop"])
-    assert only.attrs["settings"] == ["flipflop-128"]
-    one = build_leaderboard(root, mixers="attention")
+    only_b = build_leaderboard(root, tasks=["flipflop"])
+    assert only_b.settings == ["flipflop-128"]
+    one_b = build_leaderboard(root, mixers="attention")
+    one = one_b.table
     assert list(one.index) == ["attention"]
-    both = build_leaderboard(root, tasks="mqar-64,flipflop-128", mixers=["first_*"])
-    assert list(both.index) == ["first_order"] and len(both.attrs["settings"]) == 2
-    exact = build_leaderboard(root, metric="test_exact")
+    both_b = build_leaderboard(root, tasks="mqar-64,flipflop-128", mixers=["first_*"])
+    both = both_b.table
+    assert list(both.index) == ["first_order"] and len(both_b.settings) == 2
+    exact_b = build_leaderboard(root, metric="test_exact")
+    exact = exact_b.table
     tests = [0.85, 0.87, 0.95]
     assert exact.loc["attention", "mqar-64"] == pytest.approx(statistics.mean(
         t ** 4 for t in tests))
@@ -113,7 +119,7 @@ def test_main_writes_every_output(tmp_path, capsys):
     assert "sortBy" in page and "http" not in page.replace("http-equiv", "")
     assert "2 failed" in page
     md = (out / "leaderboard.md").read_text()
-    assert re.search(r"\| attention +\|", md) and "0.890 ±" in md and "0.400 (n=1)" in md
+    assert re.search(r"\| attention +\|", md) and "0.890 ±" in md and "0.400 (seeds=1)" in md
     data = json.loads((out / "leaderboard.json").read_text())
     assert {r["mixer"] for r in data["rows"]} == {"attention", "first_order"}
     assert data["failed"] == 2
@@ -168,8 +174,9 @@ def test_loader_tolerates_bad_files_and_duplicates(tmp_path):
     runs = load_results(root)
     assert (runs["status"] == "unreadable").sum() == 1
     assert runs.attrs["duplicates"] == 1
-    table = build_leaderboard(root)
-    assert table.loc["attention", "mqar-64"] == 0.5 and table.attrs["unreadable"] == 1
+    board = build_leaderboard(root)
+    table = board.table
+    assert table.loc["attention", "mqar-64"] == 0.5 and board.unreadable == 1
 
 
 def test_t_interval():
@@ -211,17 +218,19 @@ def test_two_configs_under_one_name_are_two_rows(tmp_path):
         # pow2's name with sq1's recurrence: not pow2, and not pooled with it
         write(root, make_result("mqar-64", "pow2", seed, 1e-3, 0.6, 0.6,
                                 mixer_config={**catalogue()["pow2"], "recurrent": "sq1"}))
-    table = build_leaderboard(root)
-    assert set(table.index) == {"attention [model.d_model=16]", "attention [model.d_model=64]",
-                                "pow2 [mixer.recurrent=pow2]", "pow2 [mixer.recurrent=sq1]"}
+    board = build_leaderboard(root)
+    table = board.table
+    assert set(table.index) == {"attention [d_model=16]", "attention [d_model=64]",
+                                "pow2 [recurrent=pow2]", "pow2 [recurrent=sq1]"}
     assert (table["mqar-64 seeds"] == 2).all()
-    assert table.loc["attention [model.d_model=16]", "mqar-64"] == pytest.approx(0.5)
+    assert table.loc["attention [d_model=16]", "mqar-64"] == pytest.approx(0.5)
     # theory from each row's own config: sq1's cache, not pow2's
     sq1 = pattern_stats("sq1", 64)["cache"]
-    assert table.loc["pow2 [mixer.recurrent=sq1]", "cache"] == sq1
-    assert table.loc["pow2 [mixer.recurrent=pow2]", "cache"] == pattern_stats("pow2", 64)["cache"]
+    assert table.loc["pow2 [recurrent=sq1]", "cache_size"] == sq1
+    assert table.loc["pow2 [recurrent=pow2]", "cache_size"] == pattern_stats("pow2", 64)["cache"]
     # --group-by model.d_model: one attention row, the width a column
-    by = build_leaderboard(root, group_by="model.d_model")
+    by_b = build_leaderboard(root, group_by="model.d_model")
+    by = by_b.table
     assert ("attention", 16) in by.index and ("attention", 64) in by.index
     assert by.loc[("attention", 64), "mqar-64"] == pytest.approx(0.9)
     assert main([str(root), "--group-by", "model.d_model", "--out", str(tmp_path / "o")]) == 0
@@ -240,11 +249,12 @@ def test_a_field_added_at_its_old_behaviour_does_not_split_a_row(tmp_path):
                                 mixer_config={**base, **extra}))
         write(root, make_result("mqar-64", "se_first", seed, 1e-3, 0.6, 0.6,
                                 mixer_config={**base, "short_conv_on": "qkv"}))
-    table = build_leaderboard(root)
-    rows = {"se_first [mixer.short_conv_on=input]", "se_first [mixer.short_conv_on=qkv]"}
+    board = build_leaderboard(root)
+    table = board.table
+    rows = {"se_first [short_conv_on=input]", "se_first [short_conv_on=qkv]"}
     assert set(table.index) == rows
     assert (table["mqar-64 seeds"] == 2).all()
-    assert table.loc["se_first [mixer.short_conv_on=input]", "mqar-64"] == pytest.approx(0.8)
+    assert table.loc["se_first [short_conv_on=input]", "mqar-64"] == pytest.approx(0.8)
 
 
 def test_order_is_mean_accuracy_over_common_settings(tmp_path):
@@ -259,12 +269,14 @@ def test_order_is_mean_accuracy_over_common_settings(tmp_path):
                                 task="flipflop"))
         # first_order has only one setting: marked, ranked on the common ones (none here)
         write(root, make_result("mqar-64", "first_order", seed, 1e-3, 1.0, 1.0))
-    table = build_leaderboard(root)
-    assert table.attrs["common"] == ["mqar-64"]
+    board = build_leaderboard(root)
+    table = board.table
+    assert board.common == ["mqar-64"]
     assert list(table.index) == ["first_order", "attention", "pow2"]
     assert not table.loc["first_order", "complete"] and table.loc["attention", "complete"]
-    table = build_leaderboard(root, mixers="attention,pow2")
-    assert table.attrs["common"] == ["flipflop-64", "mqar-64"]
+    board = build_leaderboard(root, mixers="attention,pow2")
+    table = board.table
+    assert board.common == ["flipflop-64", "mqar-64"]
     assert list(table.index) == ["attention", "pow2"]  # 0.898 > 0.555, though ranks tie
     assert table.loc["attention", "mean rank"] == table.loc["pow2", "mean rank"] == 1.5
     assert main([str(root), "--no-plots", "--out", str(tmp_path / "o")]) == 0
@@ -281,12 +293,13 @@ def test_steps_to_accuracy_ranks_lower_first(tmp_path):
         b["metrics"]["steps_to_0.9"] = slow  # None: seed 1 never got there
         write(root, a)
         write(root, b)
-    table = build_leaderboard(root, metric="steps_to_0.9")
+    board = build_leaderboard(root, metric="steps_to_0.9")
+    table = board.table
     assert list(table.index) == ["attention", "pow2"]
     assert table.loc["attention", "mqar-64"] == 125 and math.isinf(table.loc["pow2", "mqar-64"])
     assert main([str(root), "--metric", "steps_to_0.9", "--no-plots",
                  "--out", str(tmp_path / "o")]) == 0
-    assert "never (n=2)" in (tmp_path / "o" / "leaderboard.md").read_text()
+    assert "never (seeds=2)" in (tmp_path / "o" / "leaderboard.md").read_text()
 
 
 def test_page_names_no_absolute_path(tmp_path, monkeypatch):
@@ -301,6 +314,85 @@ def test_unknown_kind_gets_no_theory_not_attentions(tmp_path):
     root = tmp_path / "r"
     cfg = {**catalogue()["attention"], "kind": "mystery"}
     write(root, make_result("mqar-64", "attention", 0, 1e-3, 0.5, 0.5, mixer_config=cfg))
-    table = build_leaderboard(root)
-    for col in ("reads/token", "cache", "state floats", "hops", "congestion"):
+    board = build_leaderboard(root)
+    table = board.table
+    for col in ("reads_per_token", "cache_size", "state_size", "hop_diameter", "congestion"):
         assert math.isnan(table.loc["attention", col]), col
+
+
+def test_long_differences_get_a_short_tag_and_a_legend(tmp_path):
+    root = tmp_path / "r"
+    long_keys = {"mlp_ratio": 0, "pos_emb": "learned", "dropout": 0.125}
+    for seed in (0, 1):
+        write(root, make_result("mqar-64", "attention", seed, 1e-3, 0.9, 0.9))
+        write(root, make_result("mqar-64", "attention", seed, 1e-3, 0.5, 0.5, model=long_keys))
+    board = build_leaderboard(root)
+    labels = list(board.table.index)
+    assert sorted(labels) == ["attention [a]", "attention [b]"]
+    assert all(len(label) <= 40 for label in labels)
+    # every label is explained once, by the full keys that set it apart
+    assert set(board.legend) == set(labels)
+    assert any("model.pos_emb=learned" in keys and "model.dropout=0.125" in keys
+               for keys in board.legend.values())
+    md = to_markdown(board)
+    assert "attention [a]: " in md and "model.mlp_ratio=" in md
+
+
+def test_evaluation_sizes_do_not_split_a_column(tmp_path):
+    root = tmp_path / "r"
+    for seed, num_test in ((0, 500), (1, 2000)):
+        r = make_result("mqar-64", "attention", seed, 1e-3, 0.9, 0.8 + seed / 10)
+        r["config"]["task"]["num_test"] = num_test
+        r["config"]["task"]["num_val"] = num_test // 2
+        write(root, r)
+    board = build_leaderboard(root)
+    assert board.settings == ["mqar-64"]
+    assert board.table.loc["attention", "mqar-64 seeds"] == 2
+
+
+def test_chance_level_and_mark_from_the_task(tmp_path):
+    root = tmp_path / "r"
+    params = {"vocab_size": 64, "num_kv_pairs": 4}  # values: 32 tokens, chance 1/32
+    write(root, make_result("mqar-64", "attention", 0, 1e-3, 0.9, 0.95, task_params=params))
+    write(root, make_result("mqar-64", "first_order", 0, 1e-3, 0.1, 0.04, task_params=params))
+    board = build_leaderboard(root)
+    assert board.setting_info["mqar-64"].chance == pytest.approx(1 / 32)
+    assert board.table.loc["first_order", "mqar-64 chance"]
+    assert not board.table.loc["attention", "mqar-64 chance"]
+    md = to_markdown(board)
+    assert "0.040 (seeds=1) ≈" in md and "0.950 (seeds=1) |" in md.replace("**", "")
+    assert "chance 0.0312" in md and "num_kv_pairs=4" in md
+    # a loss has no chance level
+    r = make_result("mqar-64", "pow2", 0, 1e-3, 0.1, 0.04, task_params=params)
+    r["metrics"]["test_loss"] = 3.0
+    write(root, r)
+    assert build_leaderboard(root, metric="test_loss").setting_info["mqar-64"].chance is None
+    assert within_noise(0.05, math.nan, 0.04) and not within_noise(0.5, 0.1, 0.04)
+    assert within_noise(0.3, 0.3, 0.04)  # a wide interval reaches chance
+
+
+def test_another_metric_writes_its_own_folder(tmp_path):
+    root = grid(tmp_path / "r")
+    assert default_out(root, "test_acc") == root / "leaderboard"
+    assert default_out(root, "steps_to_0.9") == root / "leaderboard" / "steps_to_0.9"
+    assert main([str(root), "--no-plots"]) == 0
+    assert main([str(root), "--no-plots", "--metric", "test_exact"]) == 0
+    assert (root / "leaderboard" / "leaderboard.md").read_text().startswith(
+        "# glmix leaderboard (test_acc)")
+    assert (root / "leaderboard" / "test_exact" / "leaderboard.md").read_text().startswith(
+        "# glmix leaderboard (test_exact)")
+    assert main([str(root), "--no-plots", "--metric", "nonsense"]) == 1
+
+
+def test_terminal_never_cuts_a_number(tmp_path):
+    from rich.console import Console
+
+    board = build_leaderboard(grid(tmp_path / "r"))
+    console = Console(width=90, record=True, force_terminal=False)
+    print_table(board, console)
+    text = console.export_text()
+    assert "…" not in text
+    assert "0.890" in text and "Theory columns left out" in text
+    wide = Console(width=300, record=True, force_terminal=False)
+    print_table(board, wide)
+    assert "congestion" in wide.export_text()

@@ -83,7 +83,8 @@ def test_a_run_stopped_early_holds_its_last_value_in_the_curves(tmp_path):
 def test_missing_data_is_skipped_with_a_note(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no bench_out/mixers.json from an earlier `make bench`
     root = tmp_path / "r"
-    for seed in (0, 1):  # one length only, no recorded state size: no seq-len or state plot
+    # one length only: no seq-len plot; no recorded state size: the summary asks the layer
+    for seed in (0, 1):
         rec = make_result("mqar-64", "attention", seed, 1e-3, 0.5, 0.5)
         rec["theory"] = {"seq_len": 64}
         write(root, rec)
@@ -92,10 +93,36 @@ def test_missing_data_is_skipped_with_a_note(tmp_path, capsys, monkeypatch):
     made = plots.make_plots(cells, tmp_path / "out", runs=runs)
     printed = capsys.readouterr().out
     assert "sequence length skipped" in printed
-    assert "state size skipped" in printed
     assert "no benchmark JSON" in printed
     assert "learning curves skipped" in printed
-    assert {p.stem for _, p in made} == {"accuracy_vs_hops", "accuracy_vs_congestion"}
+    assert {p.stem for _, p in made} == {"accuracy_vs_state", "accuracy_vs_hops",
+                                          "accuracy_vs_congestion"}
+    assert (cells["state_size"] == 2 * 32 * 63).all()  # attention: 2 * d_model * (n - 1)
+
+
+def test_a_registered_plot_is_drawn_with_the_style_passed_in(tmp_path):
+    root = tmp_path / "r"
+    for seed in (0, 1):
+        for d in (16, 32):
+            write(root, make_result("mqar-64", "attention", seed, 1e-3, 0.5, 0.5, d_model=d))
+    runs = load_results(root)
+    seen = {}
+
+    def draw(cells, out, metric, key):
+        seen["rows"] = sorted(cells["row"].unique())
+        seen["color"] = plots._STYLE.color(seen["rows"][0])
+        return None
+
+    plots.PLOTS.append(plots.Plot("probe", draw))
+    try:
+        style = plots.Style(["attention"])
+        plots.make_plots(summarize(runs, group_by="model.d_model"), tmp_path / "out",
+                         style=style)
+    finally:
+        plots.PLOTS.pop()
+    # --group-by: one curve per group value, never the pool of both widths
+    assert seen["rows"] == ["attention [d_model=16]", "attention [d_model=32]"]
+    assert seen["color"] == style.colors["attention [d_model=16]"]
 
 
 def test_fit_exponent_uses_large_n_only():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from analysis.theory import (
+    THEORY_NAMES,
     accuracy_ceiling,
     capacity_bound,
     hop_diameter_all_pairs,
@@ -17,7 +18,7 @@ from analysis.theory import (
     paths_to_last,
     pattern_stats,
     resolve_mixer,
-    state_floats,
+    state_size,
 )
 from mixers.patterns import make_pattern
 from runners.paths import catalogue
@@ -221,12 +222,13 @@ def test_resolve_accepts_config_mappings_and_patterns():
 def test_theory_from_the_recorded_config_not_the_name():
     # a local_attention config with a wider window: its own cache, not window(16)'s
     wide = {**catalogue()["local_attention"], "direct": "window(32)"}
-    assert layer_theory(wide, 256, 32, 2)["cache"] == 31
-    assert layer_theory(catalogue()["local_attention"], 256, 32, 2)["cache"] == 15
+    assert layer_theory(wide, 256, 32, 2)["cache_size"] == 31
+    assert layer_theory(catalogue()["local_attention"], 256, 32, 2)["cache_size"] == 15
     th = layer_theory({**catalogue()["pow2"], "name": "attention"}, 256, 32, 2)
-    assert th["hops"] == pattern_stats("pow2", 256)["hop_diameter"] > 1  # the name is ignored
+    assert th["hop_diameter"] == pattern_stats("pow2", 256)["hop_diameter"] > 1  # not the name
     la = layer_theory(catalogue()["linear_attention"], 256, 64, 4)
-    assert math.isnan(la["cache"]) and la["state floats"] == 4 * (16 * 16 + 16)
+    assert math.isnan(la["cache_size"]) and la["state_size"] == 4 * (16 * 16 + 16)
+    assert set(la) >= set(THEORY_NAMES)
     # a kind the registry does not know is an error, never attention's theory
     with pytest.raises(ValueError, match="kind"):
         layer_theory({"name": "attention", "kind": "mystery"}, 256, 32, 2)
@@ -245,17 +247,33 @@ def test_theory_table_enumerates_the_yaml_files(capsys):
 # ------------------------------------------------------------------------------ state, capacity
 
 
-def test_state_floats():
+def test_state_size():
     # GLR: (direct cache + recurrent cache) * 2 * d_head per head
-    assert state_floats("first_order", 256, 64, 4) == 4 * 2 * 16 * 1
-    assert state_floats("kth_order", 256, 64, 1) == 2 * 64 * 8
-    assert state_floats("local_attention", 256, 64, 2) == 2 * 2 * 32 * 15
-    assert state_floats("pow2_cache", 3000, 32, 1) == 2 * 32 * 12
+    assert state_size("first_order", 256, 64, 4) == 4 * 2 * 16 * 1
+    assert state_size("kth_order", 256, 64, 1) == 2 * 64 * 8
+    assert state_size("local_attention", 256, 64, 2) == 2 * 2 * 32 * 15
+    assert state_size("pow2_cache", 3000, 32, 1) == 2 * 32 * 12
+    assert state_size(("self", "pow2", True), 3000, 32, 1) == 2 * 32 * 12
     # linear attention: d_head^2 + d_head per head, whatever n
-    assert state_floats("linear_attention", 256, 64, 4) == 4 * (16 * 16 + 16)
-    assert state_floats("linear_attention", 4096, 64, 4) == 4 * (16 * 16 + 16)
+    assert state_size("linear_attention", 256, 64, 4) == 4 * (16 * 16 + 16)
+    assert state_size("linear_attention", 4096, 64, 4) == 4 * (16 * 16 + 16)
     with pytest.raises(ValueError):
-        state_floats("attention", 10, 64, 3)
+        state_size("attention", 10, 64, 3)
+
+
+def test_state_size_of_a_state_expanded_mixer_is_the_layers():
+    # se_pow2 keeps a d_head x d_head matrix and its key for every past state (plain pow2 reads
+    # up to n - 1 back): 2 heads * 1023 * (32^2 + 32) at n = 1024, d_model 64, not one matrix
+    from mixers import build_mixer
+
+    expected = 2 * 1023 * (32 * 32 + 32)
+    assert expected == 2_160_576
+    layer = build_mixer({"name": "se_pow2", **catalogue()["se_pow2"]}, 64, 2)
+    assert layer.state_size(1024) == expected
+    assert state_size("se_pow2", 1024, 64, 2) == expected
+    assert layer_theory(catalogue()["se_pow2"], 1024, 64, 2)["state_size"] == expected
+    task = SimpleNamespace(info_bits=1e9, seq_len=1024, answer_alphabet=4)
+    assert capacity_bound("se_pow2", task, d_model=64, num_heads=2)["state_size"] == expected
 
 
 def test_accuracy_ceiling():
@@ -275,7 +293,7 @@ def test_accuracy_ceiling():
 
 
 def test_capacity_bound():
-    task = SimpleNamespace(info_bits=2000.0, seq_len=256, chance=0.01)
+    task = SimpleNamespace(info_bits=2000.0, seq_len=256, answer_alphabet=100)
     b = capacity_bound("first_order", task, d_model=16, bits_per_float=16)
     assert b["state_bits"] == 2 * 16 * 16  # 512 bits per layer
     assert b["bounded"] and b["fraction"] == pytest.approx(512 / 2000)

@@ -204,3 +204,16 @@ def test_config_round_trip():
         again = make_task(name, **task.config())
         assert again == task
         assert content_hash(again, 3) == content_hash(task, 3)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_task_states_its_answer_alphabet(name):
+    # the chance level analysis draws comes from the task itself: every scored target of a
+    # generated batch is one of answer_alphabet distinct tokens, and there are that many
+    task = make_task(name, **TASKS[name].TEST_PARAMS)
+    size = task.answer_alphabet
+    assert isinstance(size, int) and 2 <= size <= task.vocab_size
+    assert task.chance == 1 / size
+    data = task.generate(64, seed=0)
+    scored = data.targets[data.targets != -100]
+    assert 1 <= len(set(scored.tolist())) <= size
