@@ -22,9 +22,10 @@ ALLOWED = {
     "runners": {"runners", "tasks", "mixers"},
     "analysis": {"analysis", "runners", "tasks", "mixers"},
 }
-# analysis reads results through the light runners modules, and rebuilds a trained model for
-# routing; it never composes or runs a config (runners.config, runners.train)
-ANALYSIS_USES_OF_RUNNERS = {"runners.schema", "runners.paths", "runners.model"}
+# analysis reads results through the light runners modules (the schema, the metric table, the
+# config folder), and rebuilds a trained model for routing; it never composes or runs a config
+# (runners.config, runners.train)
+ANALYSIS_USES_OF_RUNNERS = {"runners.schema", "runners.metrics", "runners.paths", "runners.model"}
 
 
 def imports(path: Path, root: Path = REPO) -> list[tuple[int, str]]:
