@@ -62,10 +62,9 @@ def load_run(run_dir: Path, trained: bool = True):
     pl.seed_everything(int(result["seed"]), workers=True, verbose=False)
     model = build_model(cfg, task.vocab_size, task.seq_len)
     if trained:
-        ckpt = torch.load(run_dir / result["checkpoint"], map_location="cpu",
-                          weights_only=False)
-        state = ckpt.get("state_dict", ckpt)
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+        from runners.checkpoint import load_state_dict
+
+        model.load_state_dict(load_state_dict(run_dir / result["checkpoint"]))
     return result, task, model.double().eval()
 
 

@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mixers.registry import CONF_DIR  # conf/ in a checkout, runners/conf in an installed wheel
 from runners import cluster
+from runners.checkpoint import save_state_dict
 from runners.config import ConfigError, validate
 from runners.machine import versions
 from runners.progress import ENV_SIZE, print_progress
@@ -300,7 +301,7 @@ def _train(cfg: DictConfig, task, out: Path) -> dict:
     steps = trainer.global_step
     checkpoint = None
     if cfg.save_checkpoint:
-        trainer.save_checkpoint(out / "final.ckpt", weights_only=True)
+        save_state_dict(model, out / "final.ckpt")  # tensors only (runners/checkpoint.py)
         checkpoint = "final.ckpt"
     if lit.results.get("val", {}).get("at_step") != steps:  # the last validation was earlier
         trainer.validate(lit, datamodule=dm, verbose=False)

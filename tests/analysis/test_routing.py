@@ -66,6 +66,7 @@ def _fake_run(root: Path, mixer: str) -> Path:
     from omegaconf import OmegaConf
 
     import runners.config  # noqa: F401  (registers the schema)
+    from runners.checkpoint import save_state_dict
     from runners.config import build_task
     from runners.model import build_model
 
@@ -78,8 +79,7 @@ def _fake_run(root: Path, mixer: str) -> Path:
     model = build_model(cfg, task.vocab_size, task.seq_len)
     run = root / mixer
     run.mkdir(parents=True)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
-               run / "final.ckpt")
+    save_state_dict(model, run / "final.ckpt")
     record = {"status": "ok", "config": OmegaConf.to_container(cfg, resolve=True), "seed": 0,
               "lr": 1e-3, "steps": 0, "task_setting": "copy-len5", "mixer": mixer,
               "checkpoint": "final.ckpt", "metrics": {"test_acc": 0.2}}
