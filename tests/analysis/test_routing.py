@@ -108,3 +108,11 @@ def test_cli_writes_json_and_figures(tmp_path):
 def test_only_copy_has_sources():
     with pytest.raises(ValueError, match="copy"):
         routing.copy_sources(type("T", (), {"name": "mqar"})(), torch.zeros(1, 4))
+
+
+def test_find_runs_skips_files_that_are_not_results(tmp_path):
+    run = _fake_run(tmp_path / "runs", "pow2")
+    for name, text in [("list", "[1, 2]"), ("deep", "[" * 100_000 + "]" * 100_000)]:
+        (tmp_path / "runs" / name).mkdir()
+        (tmp_path / "runs" / name / "result.json").write_text(text)
+    assert routing.find_runs(tmp_path / "runs") == [run]

@@ -170,3 +170,16 @@ def test_logger_choices(compose, tiny, tmp_path, read_results):
     if not has_tensorboard():
         with pytest.raises(ConfigError, match="trainer.logger: tensorboard needs"):
             run(compose([*tiny, "trainer.logger=tensorboard", f"results_dir={tmp_path}"]))
+
+
+def test_a_hostile_result_file_never_counts_as_finished(tmp_path):
+    # a shared results folder may hold anything named result.json: JSON that is not an object,
+    # or nested too deeply for the parser, is not a finished run (and does not crash the runner)
+    from runners.train import find_finished
+
+    h = "ab" * 32
+    for name, text in [("list", "[1, 2]"), ("deep", "[" * 100_000 + "]" * 100_000)]:
+        folder = tmp_path / f"{name}-{h[:8]}"
+        folder.mkdir()
+        (folder / "result.json").write_text(text)
+    assert find_finished(str(tmp_path), h, tmp_path / "expected") is None
