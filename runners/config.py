@@ -201,7 +201,8 @@ def build_task(tc: DictConfig):
         else:
             task = make_task(tc.name, **params)
     except ValueError as e:
-        raise ConfigError(f"task ({tc.name}): {e}") from None
+        name = tc.name if str(tc.name).isidentifier() else repr(tc.name)  # one line, whatever
+        raise ConfigError(f"task ({name}): {e}") from None
     except TypeError as e:  # a parameter of the wrong kind of value
         raise ConfigError(f"task.params: {e}") from None
     for key in ("num_train", "num_val", "num_test"):

@@ -59,6 +59,9 @@ records = st.lists(st.one_of(st.tuples(st.integers(0, len(_BASE) - 1), _edits).m
 @example(files=[_edit(_BASE[0], [(("mixer",), HOSTILE)]), _BASE[2]], raw=[])
 @example(files=[_edit(_BASE[0], [(("config", "mixer", "recurrent"), "9**9**(9*k)")])], raw=[])
 @example(files=[_BASE[0]], raw=["[" * 100_000 + "]" * 100_000, "[1, 2]"])  # found by the fuzzer
+@example(files=[_edit(_BASE[0], [(("config",), HOSTILE)]), _edit(_BASE[1], [(("metrics",), None)]),
+                _edit(_BASE[2], [(("theory",), 3)]), _edit(_BASE[3], [(("config", "model"), "x")])],
+         raw=[])  # found by the fuzzer: fields of the wrong JSON type
 def test_result_files_give_a_table_or_one_line(files, raw):
     with tempfile.TemporaryDirectory() as tmp, bounded():
         root = Path(tmp)
@@ -76,7 +79,7 @@ def test_result_files_give_a_table_or_one_line(files, raw):
             return
         event(f"a table of {len(table)} rows")
         to_markdown(table)
-        json.dumps(to_json(table), allow_nan=False)
+        json.dumps(to_json(table), default=str)  # as write_outputs writes it
         page = to_html(table)
         if any(HOSTILE in str(name) for name in table["mixer"]):
             assert HOSTILE not in page and html.escape(HOSTILE) in page

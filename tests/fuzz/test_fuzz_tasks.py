@@ -47,6 +47,7 @@ def check_task_data(task, num: int, seed: int) -> None:
 
 @given(tc=task_configs, num=st.integers(1, 4), seed=st.integers(0, 2**31))
 @example(tc={"name": "copy", "params": {"\n": None}}, num=1, seed=0)  # found by the fuzzer
+@example(tc={"name": "\n", "params": {}}, num=1, seed=0)  # found by the fuzzer
 def test_task_parameters_work_or_fail_in_one_line(tc, num, seed):
     try:
         cfg = OmegaConf.create({"num_train": 10, "num_val": 5, "num_test": 5,
