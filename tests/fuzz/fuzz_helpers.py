@@ -1,7 +1,8 @@
 """Strategies for hostile config values and the bound every draw runs under.
 
-THE BOUND of one draw (docs/design.md, "Untrusted inputs"): it finishes within DRAW_SECONDS
-(a SIGALRM hang guard, loose on purpose: a shared 2-core machine), under the memory guard
+THE BOUND of one draw (docs/design.md 4.1): it finishes within DRAW_SECONDS (a SIGALRM hang
+guard, loose on purpose: a shared 2-core machine; the test modules warm their imports up
+first, outside the guard, so that it never interrupts an import), under the memory guard
 $GLMIX_MAX_BYTES = GUARD_BYTES, and the process's peak resident memory grows by at most
 PEAK_GROWTH_BYTES. Either it works or it raises one ValueError whose message is one line.
 """
@@ -15,7 +16,7 @@ import signal
 
 from hypothesis import strategies as st
 
-DRAW_SECONDS = 30
+DRAW_SECONDS = 120
 GUARD_BYTES = 64 * 2**20
 PEAK_GROWTH_BYTES = 1 * 2**30
 

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from fuzz_helpers import bounded, json_values, one_line, text
 from hypothesis import event, example, given
 from hypothesis import strategies as st
@@ -53,6 +54,17 @@ def _edit(record: dict, edits) -> dict:
 
 records = st.lists(st.one_of(st.tuples(st.integers(0, len(_BASE) - 1), _edits).map(
     lambda t: _edit(_BASE[t[0]], t[1])), json_values), min_size=1, max_size=4)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm_up():
+    """The leaderboard and its outputs once, outside the bound (first imports are slow)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, record in enumerate(_BASE):
+            (Path(tmp) / f"r{i}").mkdir()
+            (Path(tmp) / f"r{i}" / "result.json").write_text(json.dumps(record))
+        table = build_leaderboard(tmp)
+        to_markdown(table), to_json(table), to_html(table)
 
 
 @given(files=records, raw=st.lists(text, max_size=1))
