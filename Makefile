@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results/smoke
 
-.PHONY: setup test test-slurm demo bench lint clean clean-results
+.PHONY: setup test test-slurm fuzz demo bench lint clean clean-results
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,13 @@ test: $(BIN)/python
 test-slurm: $(BIN)/python
 	@sh tests/slurm/install.sh; rc=$$?; [ $$rc -eq 3 ] && exit 0; [ $$rc -eq 0 ] || exit $$rc; \
 	GLMIX_SLURM_TESTS=1 $(BIN)/python -m pytest tests/slurm -p no:xdist -p no:cacheprovider -q
+
+# the fuzzer's long profile (tests/fuzz/, docs/design.md "Untrusted inputs"): random draws,
+# FUZZ_EXAMPLES per test (make test runs the short, fixed-seed profile); a failing draw is kept in
+# .hypothesis/ and replayed first next time, and becomes a regression test (@example)
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(BIN)/python
+	GLMIX_FUZZ=long GLMIX_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -n 2 -q
 
 demo: $(BIN)/python
 	$(BIN)/python -m analysis.demo results_dir=$(abspath $(RESULTS))

@@ -114,6 +114,24 @@ def _flatten_result(r: Result, path: Path) -> dict:
     return row
 
 
+#: the largest result.json read (a real one is a few hundred KiB, its curve included)
+MAX_RESULT_BYTES = 64 * 2**20
+
+
+def read_result_json(path: Path):
+    """The parsed JSON of one result file. ValueError (one line) for a file over
+    MAX_RESULT_BYTES, one that is not UTF-8 JSON, or one nested too deeply to parse."""
+    size = path.stat().st_size
+    if size > MAX_RESULT_BYTES:
+        raise ValueError(f"{size} bytes, over the {MAX_RESULT_BYTES} bytes a result may have")
+    try:
+        return json.loads(path.read_bytes())
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 ({e.reason})") from None
+
+
 def load_results(results_dir) -> pd.DataFrame:
     """One row per `result.json` below `results_dir` (status ok or failed; files that are not a
     runners.schema.Result get status `unreadable` and the reason in `error`). Columns: the
@@ -128,7 +146,7 @@ def load_results(results_dir) -> pd.DataFrame:
     rows = []
     for path in find_result_files(results_dir):
         try:
-            rows.append(_flatten_result(Result.from_dict(json.loads(path.read_text())), path))
+            rows.append(_flatten_result(Result.from_dict(read_result_json(path)), path))
         except (OSError, ValueError, TypeError) as e:
             rows.append({"path": str(path), "status": "unreadable", "error": f"{path}: {e}"})
     df = pd.DataFrame(rows)

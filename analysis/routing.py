@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from analysis.results import read_result_json
+
 __all__ = ["load_run", "copy_sources", "mixing_matrices", "hop_terms", "min_hops",
            "routing_stats", "product_stats", "analyse_run", "main"]
 
@@ -52,8 +54,8 @@ def load_run(run_dir: Path, trained: bool = True):
     from tasks import task_of_config
 
     run_dir = Path(run_dir)
-    result = json.loads((run_dir / "result.json").read_text())
-    if not result.get("checkpoint"):
+    result = read_result_json(run_dir / "result.json")
+    if not isinstance(result, dict) or not result.get("checkpoint"):
         raise ValueError(f"{run_dir}: no checkpoint (train with save_checkpoint=true)")
     cfg = OmegaConf.create(result["config"])
     tc = result["config"]["task"]  # the recorded (validated) task config
@@ -64,10 +66,9 @@ def load_run(run_dir: Path, trained: bool = True):
     pl.seed_everything(int(result["seed"]), workers=True, verbose=False)
     model = build_model(cfg, task.vocab_size, task.seq_len)
     if trained:
-        ckpt = torch.load(run_dir / result["checkpoint"], map_location="cpu",
-                          weights_only=False)
-        state = ckpt.get("state_dict", ckpt)
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+        from runners.checkpoint import load_state_dict
+
+        model.load_state_dict(load_state_dict(run_dir / result["checkpoint"]))
     return result, task, model.double().eval()
 
 
@@ -354,8 +355,11 @@ def find_runs(root: Path) -> list[Path]:
         return [root]
     runs = []
     for p in sorted(root.glob("**/result.json")):
-        r = json.loads(p.read_text())
-        if r.get("status") == "ok" and r.get("checkpoint"):
+        try:
+            r = read_result_json(p)
+        except (OSError, ValueError):  # not a result (analysis.leaderboard lists it unreadable)
+            continue
+        if isinstance(r, dict) and r.get("status") == "ok" and r.get("checkpoint"):
             runs.append(p.parent)
     return runs
 

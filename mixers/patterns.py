@@ -67,13 +67,81 @@ _ALLOWED_NODES = (
     ast.Add, ast.Sub, ast.Mult, ast.Pow, ast.FloorDiv, ast.Mod, ast.USub, ast.UAdd,
 )
 
+#: the bound on every value of an expression, intermediate ones included: positions and
+#: distances are int64, so nothing larger can ever be an index (docs/design.md 1.1)
+EXPRESSION_BOUND = 2**63 - 1
+#: the longest expression accepted (it keeps parsing and the tree walk shallow and fast)
+EXPRESSION_MAX_CHARS = 200
+
+
+class _Bounded:
+    """Evaluates a whitelisted expression tree in k with every value checked against
+    EXPRESSION_BOUND *before* it is computed, so that `9**9**9` is refused in microseconds
+    instead of building a 370-million-digit integer. Raises ValueError (one line naming the
+    expression and the bound) for a value out of bounds, a negative power (a fraction) and a
+    division by zero."""
+
+    def __init__(self, expr: str, tree: ast.Expression):
+        self.expr, self.body = expr, tree.body
+
+    def __call__(self, k: int) -> int:
+        return self._eval(self.body, k)
+
+    def _refuse(self, what: str, k: int):
+        raise ValueError(f"recurrent pattern {self.expr!r}: at k = {k}, {what}")
+
+    def _out_of_bounds(self, what: str, k: int):
+        self._refuse(f"{what}; every value must stay within +-(2**63 - 1) (positions are int64)",
+                     k)
+
+    def _check(self, value: int, k: int) -> int:
+        if abs(value) > EXPRESSION_BOUND:
+            self._out_of_bounds(f"a value exceeds the bound ({_digits(value)})", k)
+        return value
+
+    def _eval(self, node, k: int) -> int:
+        if isinstance(node, ast.Constant):
+            return self._check(node.value, k)
+        if isinstance(node, ast.Name):
+            return self._check(k, k)
+        if isinstance(node, ast.UnaryOp):
+            x = self._eval(node.operand, k)
+            return -x if isinstance(node.op, ast.USub) else x
+        a, b = self._eval(node.left, k), self._eval(node.right, k)
+        op = node.op
+        if isinstance(op, ast.Add):
+            return self._check(a + b, k)
+        if isinstance(op, ast.Sub):
+            return self._check(a - b, k)
+        if isinstance(op, ast.Mult):  # both factors are within 64 bits: the product is cheap
+            return self._check(a * b, k)
+        if isinstance(op, (ast.FloorDiv, ast.Mod)):
+            if b == 0:
+                self._refuse("division by zero", k)
+            return a // b if isinstance(op, ast.FloorDiv) else a % b
+        # ast.Pow: decided before it is computed
+        if b < 0:
+            self._refuse(f"a negative power {a}**({b}) is a fraction, not a distance", k)
+        if abs(a) >= 2 and b > 63:  # |a|**b >= 2**64
+            self._out_of_bounds(f"a power exceeds the bound ({a}**{b})", k)
+        return self._check(a**b, k)  # at most 63 factors of 64 bits
+
+
+def _digits(value: int) -> str:
+    """'about 10**N' for a large integer, without converting it to a decimal string."""
+    return f"about 10**{int(value.bit_length() * math.log10(2))}"
+
 
 def _compile_expression(expr: str) -> Callable[[int], int]:
+    if len(expr) > EXPRESSION_MAX_CHARS:
+        raise ValueError(f"recurrent pattern of {len(expr)} characters: an expression in k may "
+                         f"have at most {EXPRESSION_MAX_CHARS}")
     try:
         tree = ast.parse(expr, mode="eval")
-    except SyntaxError as e:
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        reason = getattr(e, "msg", None) or type(e).__name__
         raise ValueError(f"recurrent pattern {expr!r} is neither a known name {RECURRENT_NAMES} "
-                         f"nor an integer expression in k ({e.msg})") from None
+                         f"nor an integer expression in k ({reason})") from None
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED_NODES):
             raise ValueError(f"recurrent pattern {expr!r}: only integer arithmetic in k is allowed "
@@ -81,10 +149,10 @@ def _compile_expression(expr: str) -> Callable[[int], int]:
         if isinstance(node, ast.Name) and node.id != "k":
             raise ValueError(
                 f"recurrent pattern {expr!r}: the only variable is k, found {node.id!r}")
-        if isinstance(node, ast.Constant) and not isinstance(node.value, int):
+        if isinstance(node, ast.Constant) and (not isinstance(node.value, int)
+                                               or isinstance(node.value, bool)):
             raise ValueError(f"recurrent pattern {expr!r}: constants must be integers")
-    code = compile(tree, "<pattern>", "eval")
-    return lambda k: eval(code, {"__builtins__": {}}, {"k": k})  # noqa: S307 (whitelisted AST)
+    return _Bounded(expr, tree)
 
 
 # ----------------------------------------------------------------------------------------------

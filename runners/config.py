@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -121,16 +122,19 @@ def validate(cfg: DictConfig):
     m, t = cfg.model, cfg.trainer
     _check(m.d_model >= 1 and m.n_layers >= 1 and m.num_heads >= 1,
            "model: d_model, n_layers and num_heads must be >= 1")
+    _check(m.n_layers <= MAX_LAYERS, f"model.n_layers must be <= {MAX_LAYERS}, got {m.n_layers}")
     _check(m.d_model % m.num_heads == 0,
            f"model.d_model ({m.d_model}) must be divisible by model.num_heads ({m.num_heads})")
-    try:
-        build_mixer(mixer_cfg, m.d_model, m.num_heads)  # the kind's own checks (mixer.params)
+    try:  # the kind's own checks (mixer.params), on the meta device: nothing is allocated
+        with torch.device("meta"):
+            build_mixer(mixer_cfg, m.d_model, m.num_heads)
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e) if str(e).startswith("mixer") else f"mixer: {e}") from None
     _check(m.mlp_ratio >= 0, f"model.mlp_ratio must be >= 0, got {m.mlp_ratio}")
     _check(m.pos_emb in ("learned", "none"), f"model.pos_emb must be learned or none, got "
            f"{m.pos_emb!r}")
     _check(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
+    check_model_memory(cfg, task)
     _check(t.max_steps >= 1, f"trainer.max_steps must be >= 1, got {t.max_steps}")
     _check(t.stop_step is None or 1 <= t.stop_step < t.max_steps,
            f"trainer.stop_step must be in [1, trainer.max_steps={t.max_steps}) (null: run the "
@@ -152,6 +156,33 @@ def validate(cfg: DictConfig):
     return task
 
 
+#: the deepest model accepted: the memory guard builds the model's layers (on the meta device)
+#: one by one to count their parameters, so the depth itself must be bounded first
+MAX_LAYERS = 1024
+#: bytes per parameter in training: float32 weights, gradients and AdamW's two moments
+TRAINING_BYTES_PER_PARAM = 16
+
+
+def check_model_memory(cfg: DictConfig, task) -> None:
+    """ConfigError naming the model fields when the model's parameters in training (weights,
+    gradients, AdamW's two moments: TRAINING_BYTES_PER_PARAM each) would exceed the memory guard
+    (tasks.base.memory_limit: 8 GiB, or $GLMIX_MAX_BYTES). The model is built on the meta device
+    to count them, so nothing is allocated. Activations are not counted (docs/design.md,
+    "Untrusted inputs")."""
+    from runners.model import build_model
+    from tasks.base import memory_limit
+
+    with torch.device("meta"):
+        model = build_model(cfg, task.vocab_size, task.seq_len)
+    count = sum(p.numel() for p in model.parameters())
+    need, limit = count * TRAINING_BYTES_PER_PARAM, memory_limit()
+    m = cfg.model
+    _check(need <= limit, f"model: {count:,} parameters (d_model={m.d_model}, n_layers="
+           f"{m.n_layers}, vocab_size={task.vocab_size}, seq_len={task.seq_len}) need about "
+           f"{need / 2**30:.1f} GiB in training, over the memory guard of {limit / 2**30:.1f} "
+           f"GiB (GLMIX_MAX_BYTES)")
+
+
 def build_task(tc: DictConfig):
     """The task of a task config: a tasks.Task, or a tasks.TaskMixture when train_settings or
     test_settings is set. Checks the memory guard for each split's size. ConfigError naming the
@@ -167,7 +198,8 @@ def build_task(tc: DictConfig):
     try:
         task = task_of_config(tc.name, params, train, test)
     except ValueError as e:
-        raise ConfigError(f"task ({tc.name}): {e}") from None
+        name = tc.name if str(tc.name).isidentifier() else repr(tc.name)  # one line, whatever
+        raise ConfigError(f"task ({name}): {e}") from None
     except TypeError as e:  # a parameter of the wrong kind of value
         raise ConfigError(f"task.params: {e}") from None
     for key in ("num_train", "num_val", "num_test"):
@@ -204,7 +236,8 @@ def _unknown_params(task_name: str, params: dict) -> str:
     for key in params:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
-            hints.append(f"task.params.{key}: no such parameter of {task_name}; "
+            shown = key if str(key).isidentifier() else repr(key)  # one line, whatever the key
+            hints.append(f"task.params.{shown}: no such parameter of {task_name}; "
                          + (f"did you mean task.params.{close[0]}?" if close
                             else f"known parameters: {', '.join(known)}"))
     return "; ".join(hints)

@@ -178,9 +178,32 @@ class Result:
         unknown = sorted(set(record) - names)
         if unknown:
             raise ValueError(f"unknown keys {unknown}")
+        for key, value in record.items():
+            kinds = _FIELD_KINDS.get(key, ())
+            if kinds and not (isinstance(value, kinds) and not (
+                    isinstance(value, bool) and bool not in kinds)):
+                raise ValueError(f"{key} is a {type(value).__name__}, expected "
+                                 f"{' or '.join(k.__name__ for k in kinds)}")
+        for part in ("task", "mixer", "model", "trainer"):
+            if not isinstance(record["config"].get(part, {}), dict):
+                raise ValueError(f"config.{part} is not a mapping")
         if record["status"] not in STATUSES:
             raise ValueError(f"status {record['status']!r} is not one of {STATUSES}")
         return cls(**record)
+
+
+# the JSON types of Result's fields, checked when a file is read (an untrusted file may hold
+# anything: docs/design.md 4.1); a bool is accepted only where bool is listed
+_NONE = type(None)
+_FIELD_KINDS: dict[str, tuple[type, ...]] = {
+    "status": (str,), "config": (dict,), "config_hash": (str,), "task": (str,),
+    "task_setting": (str,), "mixer": (str,), "seed": (int,), "lr": (int, float),
+    "code_versions": (dict,), "error": (str, _NONE), "metrics": (dict,), "curve": (dict,),
+    "num_params": (int, _NONE), "theory": (dict,), "info_bits": (int, float, _NONE),
+    "steps": (int,), "wall_time_s": (int, float, _NONE), "train_time_s": (int, float, _NONE),
+    "early_stopped": (bool,), "hardware": (dict,), "versions": (dict,), "job": (dict,),
+    "log_dir": (str, _NONE), "checkpoint": (str, _NONE), "schema": (int,),
+}
 
 
 def steps_to(steps: list[int], accs: list[float | None],

@@ -61,9 +61,9 @@ def find_finished(results_dir: str, h: str, expected: Path) -> Path | None:
         try:
             with open(path) as f:
                 r = json.load(f)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # not a result: it never counts as one
             continue
-        if r.get("status") == "ok" and r.get("config_hash") == h:
+        if isinstance(r, dict) and r.get("status") == "ok" and r.get("config_hash") == h:
             return path
     return None
 

@@ -26,6 +26,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from runners import cluster, errors
+from runners.checkpoint import save_state_dict
 from runners.config import ConfigError, validate
 from runners.environment import configure_threads, hydra_config, multirun, quiet_lightning
 from runners.loggers import LOG_DIR, close_loggers, make_loggers, wandb_names
@@ -181,7 +182,7 @@ def train(cfg: DictConfig, task, out: Path, result: Result) -> dict:
     t_fit = time.time() - t_fit
     checkpoint = None
     if cfg.save_checkpoint:
-        trainer.save_checkpoint(out / "final.ckpt", weights_only=True)
+        save_state_dict(model, out / "final.ckpt")  # tensors only (runners/checkpoint.py)
         checkpoint = "final.ckpt"
     if lit.results.get("val", {}).get("at_step") != trainer.global_step:  # validated earlier
         trainer.validate(lit, datamodule=dm, verbose=False)

@@ -66,6 +66,7 @@ def _fake_run(root: Path, mixer: str) -> Path:
     from omegaconf import OmegaConf
 
     import runners.config  # noqa: F401  (registers the schema)
+    from runners.checkpoint import save_state_dict
     from runners.config import build_task
     from runners.model import build_model
 
@@ -78,8 +79,7 @@ def _fake_run(root: Path, mixer: str) -> Path:
     model = build_model(cfg, task.vocab_size, task.seq_len)
     run = root / mixer
     run.mkdir(parents=True)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
-               run / "final.ckpt")
+    save_state_dict(model, run / "final.ckpt")
     record = {"status": "ok", "config": OmegaConf.to_container(cfg, resolve=True), "seed": 0,
               "lr": 1e-3, "steps": 0, "task_setting": "copy-len5", "mixer": mixer,
               "checkpoint": "final.ckpt", "metrics": {"test_acc": 0.2}}
@@ -108,3 +108,11 @@ def test_cli_writes_json_and_figures(tmp_path):
 def test_only_copy_has_sources():
     with pytest.raises(ValueError, match="copy"):
         routing.copy_sources(type("T", (), {"name": "mqar"})(), torch.zeros(1, 4))
+
+
+def test_find_runs_skips_files_that_are_not_results(tmp_path):
+    run = _fake_run(tmp_path / "runs", "pow2")
+    for name, text in [("list", "[1, 2]"), ("deep", "[" * 100_000 + "]" * 100_000)]:
+        (tmp_path / "runs" / name).mkdir()
+        (tmp_path / "runs" / name / "result.json").write_text(text)
+    assert routing.find_runs(tmp_path / "runs") == [run]

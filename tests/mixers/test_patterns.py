@@ -97,3 +97,45 @@ def test_index_is_long_and_cached():
     pattern = make_pattern("pow2")
     assert pattern.index(100).dtype == torch.long
     assert pattern.index(100) is pattern.index(100)
+
+
+# expressions whose value explodes: refused before the integer is built (docs/design.md 1.1)
+EXPLOSIVE = ["9**9**9", "9**9**(9*k)", "(9**9)**(9**9)", "-(9**9**9) + k", "k + 2**(10**18)",
+             "2**(64*k) + 1", "(k + 2)**(k**9)", "99999999999999999999 + k", "3**40 * 3**40 + k",
+             "k**63 * k**63 + 1"]
+
+
+@pytest.mark.parametrize("expr", EXPLOSIVE)
+def test_explosive_expressions_fail_fast_with_one_line(expr, hang_guard):
+    with hang_guard(5), pytest.raises(ValueError) as info:
+        make_pattern(expr).index(64)
+    message = str(info.value)
+    assert "\n" not in message and repr(expr) in message and "2**63 - 1" in message
+
+
+def test_explosive_expressions_fail_wherever_they_are_parsed(hang_guard):
+    from analysis.theory import pattern_stats
+    from mixers.config import MixerConfig
+
+    with hang_guard(5):
+        with pytest.raises(ValueError, match="2\\*\\*63 - 1"):
+            MixerConfig(kind="glr", direct="self", recurrent="9**9**(9*k)")
+        with pytest.raises(ValueError, match="2\\*\\*63 - 1"):
+            pattern_stats("9**9**9", 64)
+
+
+def test_expressions_within_the_bound_still_work():
+    # values past n are never read: 2**k at n = 64 stops at 64, long before 2**63
+    assert make_pattern("2**k").distances(65) == [1, 2, 4, 8, 16, 32, 64]
+    assert make_pattern("k**3 + 1").distances(30) == [1, 2, 9, 28]
+    assert make_pattern("(k + 1) * 2**50 // 2**50").distances(4) == [1, 2, 3]  # 2**56 fits
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("k // 0 + 1", "division by zero"), ("k % (k - k) + 1", "division by zero"),
+    ("2**(-1)", "negative power"), ("True + k", "integers"), ("k" + " + 1" * 100, "at most 200"),
+    ("(" * 150 + "k" + ")" * 150, "at most 200"),
+])
+def test_expressions_that_are_not_distances(expr, message):
+    with pytest.raises(ValueError, match=message):
+        make_pattern(expr)

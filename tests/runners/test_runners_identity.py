@@ -7,10 +7,14 @@ import os
 import stat
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 
 import mixers.ops
 import tasks.mqar
-from runners.config import ConfigError
+from runners.checkpoint import load_state_dict
+from runners.config import ConfigError, build_task
+from runners.model import build_model
 from runners.schema import Result, config_hash, steps_to
 from runners.train import run
 
@@ -81,6 +85,14 @@ def test_curves_steps_to_logger_and_checkpoint(compose, tiny, tmp_path, read_res
     rows = (run_dir / "logs" / "metrics.csv").read_text().splitlines()
     assert "train_loss" in rows[0] and "val_acc" in rows[0] and len(rows) > 3
     assert r["checkpoint"] == "final.ckpt" and (run_dir / "final.ckpt").stat().st_size > 0
+    # the runner's checkpoint is a plain state dict that loads with weights_only=True into the
+    # model the result's config builds (strict: every parameter, nothing else)
+    state = load_state_dict(run_dir / "final.ckpt")
+    cfg = OmegaConf.create(r["config"])
+    task = build_task(cfg.task)
+    model = build_model(cfg, task.vocab_size, task.seq_len)
+    model.load_state_dict(state, strict=True)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
 
 def test_steps_to():
@@ -207,3 +219,16 @@ def test_wandb_logger_offline_keeps_the_curve(compose, tiny, tmp_path, read_resu
                         w["config_hash"])
     assert names["project"] == "glmix-mqar" and w["config_hash"][:8] in names["name"]
     assert w["mixer"] in names["name"] and w["task_setting"] in names["group"]
+
+
+def test_a_hostile_result_file_never_counts_as_finished(tmp_path):
+    # a shared results folder may hold anything named result.json: JSON that is not an object,
+    # or nested too deeply for the parser, is not a finished run (and does not crash the runner)
+    from runners.store import find_finished
+
+    h = "ab" * 32
+    for name, text in [("list", "[1, 2]"), ("deep", "[" * 100_000 + "]" * 100_000)]:
+        folder = tmp_path / f"{name}-{h[:8]}"
+        folder.mkdir()
+        (folder / "result.json").write_text(text)
+    assert find_finished(str(tmp_path), h, tmp_path / "expected") is None
