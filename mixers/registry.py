@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MixerKind", "register_kind", "get_kind", "kind_names", "qkv_conv_kinds", "catalogue",
-           "CONF_DIR"]
+__all__ = ["MixerKind", "register_kind", "get_kind", "kind_names", "qkv_conv_kinds",
+           "position_kinds", "catalogue", "CONF_DIR"]
 
 #: the Hydra config folder; conf/mixer/*.yaml is the catalogue. In a checkout (or an editable
 #: install) it is conf/ at the repository root; an installed wheel ships it as runners/conf
@@ -40,23 +40,27 @@ class MixerKind:
     build: Callable  # (MixerConfig, d_model, num_heads) -> nn.Module
     uses_patterns: bool  # whether `direct` / `recurrent` / `cache_efficient` mean anything
     qkv_conv: bool = False  # whether its builder honours mixer.short_conv_on=qkv
+    positions: bool = False  # whether its builder takes pos_emb=rope | alibi (its own scores)
 
 
 _KINDS: dict[str, MixerKind] = {}
 
 
-def register_kind(name: str, *, uses_patterns: bool = True, qkv_conv: bool = False):
+def register_kind(name: str, *, uses_patterns: bool = True, qkv_conv: bool = False,
+                  positions: bool = False):
     """Decorator: register `build(cfg, d_model, num_heads) -> nn.Module` as mixer kind `name`.
 
     A builder may import heavy optional dependencies inside its body: registration is free.
     `qkv_conv`: the builder puts mixer.short_conv on q, k, v itself when short_conv_on=qkv
     (mixers/conv.py); other kinds accept only short_conv_on=input.
+    `positions`: the builder takes a keyword `pos_emb` (rope | alibi, mixers/positions.py) and
+    applies it to the layer's q . k scores; other kinds refuse those two schemes.
     """
 
     def decorate(build):
         if name in _KINDS and _KINDS[name].build is not build:
             raise ValueError(f"mixer kind {name!r} is registered twice")
-        _KINDS[name] = MixerKind(name, build, uses_patterns, qkv_conv)
+        _KINDS[name] = MixerKind(name, build, uses_patterns, qkv_conv, positions)
         return build
 
     return decorate
@@ -68,6 +72,10 @@ def kind_names() -> tuple[str, ...]:
 
 def qkv_conv_kinds() -> tuple[str, ...]:
     return tuple(sorted(k for k, v in _KINDS.items() if v.qkv_conv))
+
+
+def position_kinds() -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in _KINDS.items() if v.positions))
 
 
 def get_kind(name: str) -> MixerKind:
