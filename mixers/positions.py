@@ -3,7 +3,9 @@
     learned     a table of seq_len rows added to the token embeddings (runners/model.py); the
                 only scheme that ties a model to a maximum length
     sinusoidal  the fixed sin/cos code of Vaswani et al. added to the embeddings, computed for
-                whatever positions the input has
+                whatever positions the input has, scaled to the embeddings' initial size
+                (SINUSOIDAL_STD per coordinate, as the token and learned tables are initialised):
+                at unit amplitude it would swamp tokens initialised at std 0.02
     rope        rotary positions: the query and key vectors of every q . k score a layer computes
                 are rotated by an angle proportional to their position, so a score depends on
                 the positions only through i - j (Su et al.)
@@ -27,6 +29,8 @@ POS_EMB = ("learned", "sinusoidal", "rope", "alibi", "none")
 #: the schemes a layer applies to its own scores (the rest act on the embeddings)
 SCORE_SCHEMES = ("rope", "alibi")
 ROPE_BASE = 10_000.0
+#: the per-coordinate std of the sinusoidal code: the models' embedding init (runners/model.py)
+SINUSOIDAL_STD = 0.02
 
 
 def check_scheme(scheme: str, head_dim: int) -> str:
@@ -78,16 +82,17 @@ def alibi_bias(slopes: torch.Tensor, query_pos: torch.Tensor, key_pos: torch.Ten
     return (-slopes.reshape(-1, *([1] * dist.dim())).to(dist.device) * dist).to(dtype)
 
 
-def sinusoidal(positions: torch.Tensor, d_model: int, dtype: torch.dtype) -> torch.Tensor:
-    """The sin/cos code of positions [n] -> [n, d_model] (an odd d_model leaves its last
-    coordinate at 0)."""
+def sinusoidal(positions: torch.Tensor, d_model: int, dtype: torch.dtype,
+               std: float = math.sqrt(0.5)) -> torch.Tensor:
+    """The sin/cos code of positions [n] -> [n, d_model] with per-coordinate RMS `std` (the
+    default: unit amplitude); an odd d_model leaves its last coordinate at 0."""
     half = d_model // 2
     freq = ROPE_BASE ** (-torch.arange(half, device=positions.device, dtype=torch.float64) / half)
     angle = positions.to(torch.float64).unsqueeze(-1) * freq
     out = torch.zeros(*positions.shape, d_model, dtype=torch.float64, device=positions.device)
     out[..., 0 : 2 * half : 2] = angle.sin()
     out[..., 1 : 2 * half : 2] = angle.cos()
-    return out.to(dtype)
+    return (out * (std * math.sqrt(2.0))).to(dtype)
 
 
 class ScorePositions:

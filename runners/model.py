@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixers import build_mixer
-from mixers.positions import sinusoidal
+from mixers.positions import SINUSOIDAL_STD, sinusoidal
 
 
 class MLP(nn.Module):
@@ -98,7 +98,7 @@ class LanguageModel(nn.Module):
                                  "alibi or none to run past it)")
             x = x + self.pos(positions)
         elif self.pos_emb == "sinusoidal":
-            x = x + sinusoidal(positions, x.shape[-1], x.dtype)
+            x = x + sinusoidal(positions, x.shape[-1], x.dtype, std=SINUSOIDAL_STD)
         return self.drop(x)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
