@@ -36,6 +36,7 @@ from .results import (
     setting_order,
     summarize,
 )
+from . import lengthgen  # [lengthgen hook]
 from .theory import layer_theory
 
 __all__ = ["build_leaderboard", "load_results", "main", "write_outputs"]
@@ -81,6 +82,8 @@ def build_leaderboard(results_dir, metric: str = "test_acc", tasks=None, mixers=
     runs = load_results(results_dir)
     if runs.empty:
         raise NoResultsError(f"no result.json found under {results_dir}")
+    # [lengthgen hook] the length-generalization scores as metrics (analysis/lengthgen.py)
+    runs = lengthgen.with_scores(runs, metric)
     chosen = filter_results(runs, tasks, mixers)
     status = chosen["status"]
     failed = chosen[status == "failed"]
@@ -515,7 +518,9 @@ def main(argv=None) -> int:
     ap.add_argument("results_dir", help="folder searched recursively for result.json")
     ap.add_argument("--out", help="output folder (default RESULTS_DIR/leaderboard)")
     ap.add_argument("--metric", default="test_acc",
-                    help="test metric to report (default test_acc; e.g. test_exact)")
+                    help="test metric to report (default test_acc; e.g. test_exact, or "
+                    "lengthgen / lengthgen_exact: the mean over test lengths above the "
+                    "training lengths, analysis/lengthgen.py)")
     ap.add_argument("--task", action="append", help="task name or setting (repeatable, "
                     "comma-separated, wildcards allowed)")
     ap.add_argument("--mixer", action="append", help="mixer name (repeatable, comma-separated, "
@@ -540,6 +545,11 @@ def main(argv=None) -> int:
         figures = make_plots(table.attrs["cells"], out, metric=args.metric, bench=args.bench,
                              results_dir=args.results_dir, order=_row_labels(table),
                              runs=table.attrs["runs"])
+        # [lengthgen hook] accuracy against test length for length-generalization runs
+        path = lengthgen.plot_lengths(lengthgen.length_points(table.attrs["runs"]), out,
+                                      order=_row_labels(table))
+        if path is not None:
+            figures.append(("Accuracy against test length", path))
     print_table(table)
     for path in write_outputs(table, out, figures):
         print(f"wrote {path}")
