@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import lengthgen  # [lengthgen hook]
 from .results import (
     NoResultsError,
     filter_results,
@@ -36,7 +37,6 @@ from .results import (
     setting_order,
     summarize,
 )
-from . import lengthgen  # [lengthgen hook]
 from .theory import layer_theory
 
 __all__ = ["build_leaderboard", "load_results", "main", "write_outputs"]
