@@ -106,6 +106,7 @@ MIXERS = {
 
 
 def _decode(mixer, x):
+    """mixer.step over x[:, t] (vectors, or a model's tokens), stacked along dim 1."""
     cache, ys = None, []
     for t in range(x.shape[1]):
         y, cache = mixer.step(x[:, t], cache)
@@ -142,12 +143,7 @@ def test_the_model_decodes_like_its_forward(scheme):
     lm = LanguageModel(12, 16, {"name": "p", "direct": "self", "recurrent": "pow2"},
                        d_model=16, n_layers=2, num_heads=2, pos_emb=scheme).double()
     tokens = torch.randint(0, 12, (2, 15))
-    logits = lm(tokens)
-    cache, steps = None, []
-    for t in range(tokens.shape[1]):
-        out, cache = lm.step(tokens[:, t], cache)
-        steps.append(out)
-    torch.testing.assert_close(torch.stack(steps, 1), logits, atol=1e-10, rtol=1e-8)
+    torch.testing.assert_close(_decode(lm, tokens), lm(tokens), atol=1e-10, rtol=1e-8)
 
 
 @pytest.mark.parametrize("scheme", ["sinusoidal", "rope", "alibi", "none"])
