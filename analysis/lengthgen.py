@@ -176,3 +176,43 @@ def plot_lengths(points: pd.DataFrame, out, order=None, metric: str = "acc",
         fig.savefig(out / f"{name}.{ext}", dpi=130)
     plt.close(fig)
     return out / f"{name}.png"
+
+
+def per_length_tables(points: pd.DataFrame, metric: str = "acc") -> dict[str, pd.DataFrame]:
+    """task setting -> rows x test settings (in length order): the mean over seeds of `metric`
+    (acc or exact), and the number of seeds in `seeds`."""
+    out = {}
+    for setting, p in points.groupby("task_setting", sort=True):
+        p = p.sort_values(["length", "variant"], kind="stable")
+        table = p.pivot_table(index="row", columns="label", values=metric, aggfunc="mean",
+                              sort=False)
+        table["seeds"] = p.groupby("row")["seed"].nunique().reindex(table.index).astype(int)
+        out[setting] = table
+    return out
+
+
+def main(argv=None) -> int:
+    """`python -m analysis.lengthgen RESULTS_DIR [--exact]`: a Markdown table per task setting
+    of the test accuracy (or exact match) at every test length, mean over seeds."""
+    import argparse
+
+    from .results import load_results
+
+    ap = argparse.ArgumentParser(prog="python -m analysis.lengthgen",
+                                 description="Test accuracy per test length (docs/analysis.md).")
+    ap.add_argument("results_dir")
+    ap.add_argument("--exact", action="store_true", help="sequence exact match, not accuracy")
+    args = ap.parse_args(argv)
+    tables = per_length_tables(length_points(load_results(args.results_dir)),
+                               "exact" if args.exact else "acc")
+    if not tables:
+        print("no length-generalization runs")
+        return 1
+    for setting, table in tables.items():
+        print(f"### {setting}\n")
+        print(table.to_markdown(floatfmt=".2f") + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

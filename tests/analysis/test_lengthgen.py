@@ -94,3 +94,13 @@ def test_cli_metric_and_plot(results, tmp_path, capsys):
     assert main([str(results), "--metric", "lengthgen", "--out", str(out)]) == 0
     assert (out / "accuracy_vs_test_length.png").is_file()
     assert "Accuracy against test length" in (out / "leaderboard.html").read_text()
+
+
+def test_per_length_tables_and_cli(results, capsys):
+    tables = lg.per_length_tables(lg.length_points(load_results(results)))
+    t = tables["lengthgen-copy"]
+    assert list(t.columns) == ["n16", "n32", "n64", "seeds"]
+    assert t.loc["attention [model.pos_emb=rope]", "n64"] == pytest.approx(0.75)
+    assert t.loc["first_order", "seeds"] == 2
+    assert lg.main([str(results)]) == 0
+    assert "### lengthgen-copy" in capsys.readouterr().out
