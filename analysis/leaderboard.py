@@ -29,6 +29,7 @@ import pandas as pd
 from runners.metrics import Metric
 from runners.metrics import metric as lookup_metric
 
+from . import lengthgen
 from .results import (
     NoResultsError,
     filter_results,
@@ -144,6 +145,8 @@ def build_leaderboard(results_dir, metric: str = DEFAULT_METRIC, tasks=None, mix
     runs = load_results(results_dir)
     if runs.empty:
         raise NoResultsError(f"no result.json found under {results_dir}")
+    # the length-generalization scores as metrics (analysis/lengthgen.py)
+    runs = lengthgen.with_scores(runs, metric)
     chosen = filter_results(runs, tasks, mixers)
     status = chosen["status"]
     failed = chosen[status == "failed"]
@@ -258,7 +261,8 @@ def main(argv=None) -> int:
                     "RESULTS_DIR/leaderboard/METRIC for another metric than test_acc)")
     ap.add_argument("--metric", default=DEFAULT_METRIC,
                     help="test metric to report (default test_acc; e.g. test_exact, "
-                    "steps_to_0.9)")
+                    "steps_to_0.9, or lengthgen / lengthgen_exact: the mean over test lengths "
+                    "above the training lengths, analysis/lengthgen.py)")
     ap.add_argument("--task", action="append", help="task name or setting (repeatable, "
                     "comma-separated, wildcards allowed)")
     ap.add_argument("--mixer", action="append", help="mixer name (repeatable, comma-separated, "
@@ -283,6 +287,11 @@ def main(argv=None) -> int:
         figures = make_plots(board.cells, out, metric=args.metric, bench=args.bench,
                              results_dir=args.results_dir, order=board.row_labels,
                              runs=board.runs, legend=board.legend)
+        # accuracy against test length, for the runs tested at several lengths
+        path = lengthgen.plot_lengths(lengthgen.length_points(board.runs), out,
+                                      order=board.row_labels)
+        if path is not None:
+            figures.append(("Accuracy against test length", path))
     print_table(board)
     for path in write_outputs(board, out, figures):
         print(f"wrote {path}")

@@ -34,6 +34,7 @@ from .layers import _conv_theory, _merge_heads, _project_qkv, _project_qkv_step,
 from .ops.chunked import gather_dot
 from .ops.expanded import BACKENDS_EXPANDED, glr_expanded
 from .patterns import make_direct, make_pattern
+from .positions import ScorePositions
 from .registry import register_kind
 
 COEFFICIENT_RULES = ("softmax", "decay")
@@ -43,7 +44,7 @@ class ExpandedMixer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, direct: str = "self",
                  recurrent: str = "none", cache_efficient: bool = False, chunk_size: int = 64,
                  backend: str = "auto", coefficients: str = "softmax", eps: float = 1e-6,
-                 qkv_conv: QKVConv | None = None):
+                 qkv_conv: QKVConv | None = None, pos_emb: str = "none"):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
@@ -51,6 +52,9 @@ class ExpandedMixer(nn.Module):
             raise ValueError(f"mixer.params.coefficients must be one of {COEFFICIENT_RULES}, "
                              f"got {coefficients!r}")
         self.num_heads, self.head_dim = num_heads, d_model // num_heads
+        # rope rotates the read-out's q and k and the coefficient query and keys; alibi biases
+        # the coefficient scores (the read-out q . k is linear, not a softmax score)
+        self.pos = ScorePositions(pos_emb, num_heads, self.head_dim)
         self.direct = make_direct(direct)
         self.recurrent = make_pattern(recurrent, cache_efficient=cache_efficient)
         self.chunk_size, self.backend, self.coefficients = chunk_size, backend, coefficients
@@ -91,16 +95,19 @@ class ExpandedMixer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[1]
         scale = 1.0 / math.sqrt(self.head_dim)
+        pos = torch.arange(n, device=x.device)
         q, k, v = (_split_heads(t, self.num_heads) for t in _project_qkv(self, x))
-        coef = [_split_heads(t, self.num_heads) for t in self.coef(x).chunk(
+        q, k = self.pos.rotate(q, pos), self.pos.rotate(k, pos)
+        coef = [self.pos.rotate(_split_heads(t, self.num_heads), pos) for t in self.coef(x).chunk(
             3 if self.has_recurrence else 2, dim=-1)]
         a_idx = self.direct.index_on(n, x.device)  # checked once, cached per device
         b_idx = self.recurrent.index_on(n, x.device)
-        s = gather_dot(coef[0], a_idx.clamp(min=0), coef[1], n) * scale
+        s = self.pos.bias(gather_dot(coef[0], a_idx.clamp(min=0), coef[1], n) * scale, pos, a_idx)
         s = s.masked_fill(a_idx < 0, float("-inf"))
         r = None
         if self.has_recurrence:
-            r = gather_dot(coef[0], b_idx.clamp(min=0), coef[2], n) * scale
+            r = self.pos.bias(gather_dot(coef[0], b_idx.clamp(min=0), coef[2], n) * scale, pos,
+                              b_idx)
             r = r.masked_fill(b_idx < 0, float("-inf"))
         alpha, beta = self._rows(s, r, x)
         if beta is None:
@@ -119,19 +126,25 @@ class ExpandedMixer(nn.Module):
             cache = {"t": 0, "direct": {}, "recurrent": {}}
         t, b, h, dh = cache["t"], x_t.shape[0], self.num_heads, self.head_dim
         scale = 1.0 / math.sqrt(dh)
+        pos = torch.tensor(t, device=x_t.device)  # the position index the cache carries
         q, k, v = (u.view(b, h, dh) for u in _project_qkv_step(self, x_t, cache))
-        coef = [u.view(b, h, dh) for u in self.coef(x_t).chunk(
+        q, k = self.pos.rotate(q, pos), self.pos.rotate(k, pos)
+        coef = [self.pos.rotate(u.view(b, h, dh), pos) for u in self.coef(x_t).chunk(
             3 if self.has_recurrence else 2, dim=-1)]
         cache["direct"][t] = (coef[1], k, v)
-        direct = [cache["direct"][j] for j in self.direct.reads(t)]
+        read = list(self.direct.reads(t))
+        direct = [cache["direct"][j] for j in read]
         ck = torch.stack([e[0] for e in direct], dim=2)  # [b, h, m, dh]
-        s = (ck @ coef[0].unsqueeze(-1)).squeeze(-1) * scale
+        s = self.pos.bias((ck @ coef[0].unsqueeze(-1)).squeeze(-1) * scale, pos,
+                          torch.tensor(read, device=x_t.device))
         r = None
         if self.has_recurrence:
-            rec = [cache["recurrent"][j] for j in self.recurrent.reads(t)]
+            reads = list(self.recurrent.reads(t))
+            rec = [cache["recurrent"][j] for j in reads]
             if rec:
                 ckr = torch.stack([e[0] for e in rec], dim=2)
-                r = (ckr @ coef[0].unsqueeze(-1)).squeeze(-1) * scale
+                r = self.pos.bias((ckr @ coef[0].unsqueeze(-1)).squeeze(-1) * scale, pos,
+                                  torch.tensor(reads, device=x_t.device))
             else:  # token 0: no past state; the same rows as the parallel form's -inf padding
                 r = s.new_full((b, h, 1), float("-inf"))
         alpha, beta = self._rows(s, r, x_t)
@@ -179,8 +192,9 @@ class ExpandedMixer(nn.Module):
 
 
 @register_kind("expanded", keys=("direct", "recurrent", "cache_efficient", "chunk_size", "backend",
-                                  "params"), qkv_conv=True)
-def _build_expanded(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module:
+                                  "params"), qkv_conv=True, positions=True)
+def _build_expanded(cfg: MixerConfig, d_model: int, num_heads: int, pos_emb: str = "none"
+                    ) -> nn.Module:
     params = dict(cfg.params)
     rule = params.pop("coefficients", "softmax")
     if params:
@@ -192,4 +206,4 @@ def _build_expanded(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module
     return ExpandedMixer(d_model, num_heads, direct=cfg.direct, recurrent=cfg.recurrent,
                          cache_efficient=cfg.cache_efficient, chunk_size=cfg.chunk_size,
                          backend=cfg.backend, coefficients=rule,
-                         qkv_conv=qkv_conv(cfg, d_model))
+                         qkv_conv=qkv_conv(cfg, d_model), pos_emb=pos_emb)

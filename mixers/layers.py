@@ -28,7 +28,8 @@ from .ops import glr
 from .ops.chunked import gather_dot
 from .ops.reference import dense_matrix
 from .patterns import make_direct, make_pattern
-from .registry import get_kind, register_kind
+from .positions import SCORE_SCHEMES, ScorePositions, check_scheme
+from .registry import get_kind, position_kinds, register_kind
 
 
 def _split_heads(x, num_heads):
@@ -68,11 +69,14 @@ def _conv_theory(layer) -> tuple[int, int]:
 class GLRMixer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, direct: str = "self",
                  recurrent: str = "none", cache_efficient: bool = False, chunk_size: int = 64,
-                 backend: str = "auto", qkv_conv: QKVConv | None = None):
+                 backend: str = "auto", qkv_conv: QKVConv | None = None,
+                 pos_emb: str = "none"):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.num_heads, self.head_dim = num_heads, d_model // num_heads
+        # rope / alibi act on this layer's scores (mixers/positions.py); other schemes: no-op
+        self.pos = ScorePositions(pos_emb, num_heads, self.head_dim)
         self.direct = make_direct(direct)
         self.recurrent = make_pattern(recurrent, cache_efficient=cache_efficient)
         self.chunk_size, self.backend = chunk_size, backend
@@ -83,26 +87,42 @@ class GLRMixer(nn.Module):
         self.out = nn.Linear(d_model, d_model, bias=False)
 
     # -- parallel form ----------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _qkv(self, x):
+        """q, k, v [B, H, n, dh], q and k rotated at positions 0..n-1 under rope."""
         q, k, v = (_split_heads(t, self.num_heads) for t in _project_qkv(self, x))
+        pos = torch.arange(x.shape[1], device=x.device)
+        return self.pos.rotate(q, pos), self.pos.rotate(k, pos), v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._qkv(x)
         if self.direct.window is None and not self.has_recurrence:
-            return self.out(_merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
+            if self.pos.slopes is None:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:  # alibi: the causal mask and the distance bias in one float mask
+                pos = torch.arange(x.shape[1], device=x.device)
+                keys = pos.expand(len(pos), -1)
+                mask = self.pos.bias(q.new_zeros(len(pos), len(pos)), pos, keys)
+                mask = mask.masked_fill(keys > pos.unsqueeze(-1), float("-inf"))
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            return self.out(_merge_heads(y))
         alpha, a_idx, beta, b_idx = self._coefficients(x, q, k)
         y = glr(v, alpha, a_idx, beta, b_idx, backend=self.backend, chunk_size=self.chunk_size)
         return self.out(_merge_heads(y))
 
     def _coefficients(self, x, q, k):
         """The joint softmax of docs/design.md 1.2: (alpha [B, H, n, Ka], a_idx [n, Ka], beta
-        [B, H, n, Kb], b_idx [n, Kb]); padded (-1) entries get coefficient 0."""
+        [B, H, n, Kb], b_idx [n, Kb]); padded (-1) entries get coefficient 0. q and k come
+        rotated (rope); kr is rotated here, and alibi's bias joins both score lists."""
         n = x.shape[1]
+        pos = torch.arange(n, device=x.device)
         a_idx = self.direct.index_on(n, x.device)
         b_idx = self.recurrent.index_on(n, x.device)
         scale = 1.0 / math.sqrt(self.head_dim)
-        s = gather_dot(q, a_idx.clamp(min=0), k, n) * scale
+        s = self.pos.bias(gather_dot(q, a_idx.clamp(min=0), k, n) * scale, pos, a_idx)
         s = s.masked_fill(a_idx < 0, float("-inf"))
         if self.has_recurrence:
-            kr = _split_heads(self.kr(x), self.num_heads)
-            r = gather_dot(q, b_idx.clamp(min=0), kr, n) * scale
+            kr = self.pos.rotate(_split_heads(self.kr(x), self.num_heads), pos)
+            r = self.pos.bias(gather_dot(q, b_idx.clamp(min=0), kr, n) * scale, pos, b_idx)
             r = r.masked_fill(b_idx < 0, float("-inf"))
             coef = torch.softmax(torch.cat([s, r], dim=-1), dim=-1)
         else:
@@ -119,7 +139,7 @@ class GLRMixer(nn.Module):
         recurrence) M = A is the causal softmax attention matrix. O(n^2) memory: analysis only.
         """
         n = x.shape[1]
-        q, k, _ = (_split_heads(t, self.num_heads) for t in _project_qkv(self, x))
+        q, k, _ = self._qkv(x)
         alpha, a_idx, beta, b_idx = self._coefficients(x, q, k)
         A = dense_matrix(alpha, a_idx, n)
         B = dense_matrix(beta, b_idx, n)
@@ -139,20 +159,26 @@ class GLRMixer(nn.Module):
             cache = {"t": 0, "direct": {}, "recurrent": {}}
         t = cache["t"]
         b = x_t.shape[0]
+        pos = torch.tensor(t, device=x_t.device)  # the position index the cache carries
         q, k, v = (u.view(b, self.num_heads, self.head_dim)
                    for u in _project_qkv_step(self, x_t, cache))
+        q, k = self.pos.rotate(q, pos), self.pos.rotate(k, pos)
         cache["direct"][t] = (k, v)
-        keys = [cache["direct"][j][0] for j in self.direct.reads(t)]
-        vals = [cache["direct"][j][1] for j in self.direct.reads(t)]
+        read = list(self.direct.reads(t))
+        keys = [cache["direct"][j][0] for j in read]
+        vals = [cache["direct"][j][1] for j in read]
         if self.has_recurrence:
             reads = self.recurrent.reads(t)
             keys += [cache["recurrent"][j][0] for j in reads]
             vals += [cache["recurrent"][j][1] for j in reads]
+            read += list(reads)
         keys, vals = torch.stack(keys, dim=2), torch.stack(vals, dim=2)  # [b, h, m, dh]
-        w = torch.softmax((keys @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.head_dim), -1)
+        s = (keys @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.head_dim)
+        s = self.pos.bias(s, pos, torch.tensor(read, device=x_t.device))
+        w = torch.softmax(s, -1)
         y = (w.unsqueeze(-1) * vals).sum(2)  # [b, h, dh]
         if self.has_recurrence:
-            kr = self.kr(x_t).view(b, self.num_heads, self.head_dim)
+            kr = self.pos.rotate(self.kr(x_t).view(b, self.num_heads, self.head_dim), pos)
             cache["recurrent"][t] = (kr, y)
             live = set(self.recurrent.live(t))
             cache["recurrent"] = {j: e for j, e in cache["recurrent"].items() if j in live}
@@ -274,11 +300,12 @@ def _sdpa_keys(cfg: MixerConfig) -> tuple[str, ...]:
 
 
 @register_kind("glr", keys=("direct", "recurrent", "cache_efficient", "chunk_size", "backend"),
-               qkv_conv=True, unused=_sdpa_keys)
-def _build_glr(cfg: MixerConfig, d_model: int, num_heads: int) -> nn.Module:
+               qkv_conv=True, unused=_sdpa_keys, positions=True)
+def _build_glr(cfg: MixerConfig, d_model: int, num_heads: int, pos_emb: str = "none"
+               ) -> nn.Module:
     return GLRMixer(d_model, num_heads, direct=cfg.direct, recurrent=cfg.recurrent,
                     cache_efficient=cfg.cache_efficient, chunk_size=cfg.chunk_size,
-                    backend=cfg.backend, qkv_conv=qkv_conv(cfg, d_model))
+                    backend=cfg.backend, qkv_conv=qkv_conv(cfg, d_model), pos_emb=pos_emb)
 
 
 @register_kind("linear_attention", keys=("chunk_size",), qkv_conv=True)
@@ -287,12 +314,25 @@ def _build_linear_attention(cfg: MixerConfig, d_model: int, num_heads: int) -> n
                            qkv_conv=qkv_conv(cfg, d_model))
 
 
-def build_mixer(cfg, d_model: int, num_heads: int) -> nn.Module:
+def build_mixer(cfg, d_model: int, num_heads: int, pos_emb: str = "none") -> nn.Module:
     """A mixer from a MixerConfig or a mapping with its keys (conf/mixer/*.yaml), through the
     builder registered for its kind, with the short convolution in front when asked for
-    (short_conv_on=input; with short_conv_on=qkv the kind's builder places it)."""
+    (short_conv_on=input; with short_conv_on=qkv the kind's builder places it).
+
+    pos_emb (model.pos_emb, mixers/positions.py): rope and alibi go to the builder of a kind
+    registered with positions=True; any other kind refuses them (ValueError naming the kinds
+    that take them). The embedding-level schemes leave the mixer as it is."""
     cfg = MixerConfig.from_mapping(cfg)
-    mixer = get_kind(cfg.kind).build(cfg, d_model, num_heads)
+    kind = get_kind(cfg.kind)
+    check_scheme(pos_emb, d_model // num_heads)
+    if pos_emb in SCORE_SCHEMES:
+        if not kind.positions:
+            raise ValueError(f"model.pos_emb={pos_emb}: mixer kind {cfg.kind!r} computes no "
+                             f"q . k scores glmix can rotate or bias (the fla kinds carry their "
+                             f"own positions); kinds that take it: {position_kinds()}")
+        mixer = kind.build(cfg, d_model, num_heads, pos_emb=pos_emb)
+    else:
+        mixer = kind.build(cfg, d_model, num_heads)
     if cfg.short_conv and cfg.short_conv_on == "input":
         mixer = WithShortConv(mixer, d_model, cfg.short_conv)
     return mixer

@@ -400,10 +400,14 @@ def _index_on(pattern, n: int, device: torch.device, strict: bool) -> torch.Tens
     """
     from mixers.ops import mark_checked, validate_index  # mixers.ops does not import patterns
 
-    idx = validate_index(pattern.index(n), strict=strict)
-    if idx.device == device:
-        return idx
-    return mark_checked(idx.to(device), strict=strict)  # a copy of the values checked above
+    # built as a normal tensor even when the first call at this n comes from evaluation under
+    # torch.inference_mode (a test length never trained): an inference tensor has no version
+    # counter to mark, and the cached tensor is shared with later training calls
+    with torch.inference_mode(False):
+        idx = validate_index(pattern.index(n), strict=strict)
+        if idx.device == device:
+            return idx
+        return mark_checked(idx.to(device), strict=strict)  # a copy of the values checked above
 
 
 def make_direct(spec: str) -> DirectPattern:

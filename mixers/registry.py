@@ -27,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["MixerKind", "register_kind", "get_kind", "kind_names", "qkv_conv_kinds", "COMMON_KEYS"]
+__all__ = ["MixerKind", "register_kind", "get_kind", "kind_names", "qkv_conv_kinds",
+           "position_kinds", "COMMON_KEYS"]
 
 #: the MixerConfig keys every kind takes: its name, its kind, and the short convolution in front
 #: of the layer (mixers.conv; short_conv_on=qkv only for the kinds registered with qkv_conv)
@@ -53,13 +54,14 @@ class MixerKind:
         """Every MixerConfig key the layer of `cfg` reads (COMMON_KEYS first)."""
         dropped = set(self.unused(cfg)) if self.unused is not None else set()
         return COMMON_KEYS + tuple(k for k in self.keys if k not in dropped)
+    positions: bool = False  # whether its builder takes pos_emb=rope | alibi (its own scores)
 
 
 _KINDS: dict[str, MixerKind] = {}
 
 
 def register_kind(name: str, *, keys: tuple[str, ...] = (), qkv_conv: bool = False,
-                  unused: Callable | None = None):
+                  unused: Callable | None = None, positions: bool = False):
     """Decorator: register `build(cfg, d_model, num_heads) -> nn.Module` as mixer kind `name`.
 
     A builder may import heavy optional dependencies inside its body: registration is free.
@@ -68,12 +70,14 @@ def register_kind(name: str, *, keys: tuple[str, ...] = (), qkv_conv: bool = Fal
     identity. `unused(cfg)`: keys of `keys` that a particular config does not read.
     `qkv_conv`: the builder puts mixer.short_conv on q, k, v itself when short_conv_on=qkv
     (mixers/conv.py); other kinds accept only short_conv_on=input.
+    `positions`: the builder takes a keyword `pos_emb` (rope | alibi, mixers/positions.py) and
+    applies it to the layer's q . k scores; other kinds refuse those two schemes.
     """
 
     def decorate(build):
         if name in _KINDS and _KINDS[name].build is not build:
             raise ValueError(f"mixer kind {name!r} is registered twice")
-        _KINDS[name] = MixerKind(name, build, tuple(keys), qkv_conv, unused)
+        _KINDS[name] = MixerKind(name, build, tuple(keys), qkv_conv, unused, positions)
         return build
 
     return decorate
@@ -85,6 +89,10 @@ def kind_names() -> tuple[str, ...]:
 
 def qkv_conv_kinds() -> tuple[str, ...]:
     return tuple(sorted(k for k, v in _KINDS.items() if v.qkv_conv))
+
+
+def position_kinds() -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in _KINDS.items() if v.positions))
 
 
 def get_kind(name: str) -> MixerKind:

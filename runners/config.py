@@ -19,6 +19,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from mixers import build_mixer
 from mixers.config import MixerConfig
+from mixers.positions import POS_EMB
 from runners.loggers import LOGGERS, installed
 from runners.schema import RUN_ONLY  # noqa: F401  (re-exported: the fields outside identity)
 
@@ -45,7 +46,8 @@ class ModelConfig:
     n_layers: int = 2
     num_heads: int = 2
     mlp_ratio: int = 4  # hidden size of the MLP = mlp_ratio * d_model; 0: blocks without MLP
-    pos_emb: str = "learned"  # learned | none (absolute learned position embeddings)
+    # learned | sinusoidal | rope | alibi | none (mixers/positions.py); only learned has a table
+    pos_emb: str = "learned"
     tie_embeddings: bool = True  # the head shares the embedding matrix
     dropout: float = 0.0
 
@@ -125,14 +127,15 @@ def validate(cfg: DictConfig):
     _check(m.n_layers <= MAX_LAYERS, f"model.n_layers must be <= {MAX_LAYERS}, got {m.n_layers}")
     _check(m.d_model % m.num_heads == 0,
            f"model.d_model ({m.d_model}) must be divisible by model.num_heads ({m.num_heads})")
-    try:  # the kind's own checks (mixer.params), on the meta device: nothing is allocated
-        with torch.device("meta"):
-            build_mixer(mixer_cfg, m.d_model, m.num_heads)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(str(e) if str(e).startswith("mixer") else f"mixer: {e}") from None
-    _check(m.mlp_ratio >= 0, f"model.mlp_ratio must be >= 0, got {m.mlp_ratio}")
-    _check(m.pos_emb in ("learned", "none"), f"model.pos_emb must be learned or none, got "
+    _check(m.pos_emb in POS_EMB, f"model.pos_emb must be one of {' | '.join(POS_EMB)}, got "
            f"{m.pos_emb!r}")
+    try:  # the kind's own checks (mixer.params) and whether it takes the position scheme, on
+        with torch.device("meta"):  # the meta device: nothing is allocated
+            build_mixer(mixer_cfg, m.d_model, m.num_heads, pos_emb=m.pos_emb)
+    except (ValueError, TypeError) as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(("mixer", "model")) else f"mixer: {e}") from None
+    _check(m.mlp_ratio >= 0, f"model.mlp_ratio must be >= 0, got {m.mlp_ratio}")
     _check(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
     check_model_memory(cfg, task)
     _check(t.max_steps >= 1, f"trainer.max_steps must be >= 1, got {t.max_steps}")
