@@ -71,17 +71,18 @@ def test_scores_per_run(results):
 
 
 def test_leaderboard_sorts_by_the_score(results):
-    table = build_leaderboard(results, metric="lengthgen")
-    assert list(table.index) == ["attention [model.pos_emb=rope]", "first_order",
-                                 "attention [model.pos_emb=learned]"]
-    assert table["lengthgen-copy"].tolist() == pytest.approx([0.825, 0.5, 0.15])
-    assert table.attrs["metric"] == "lengthgen"
+    board = build_leaderboard(results, metric="lengthgen")
+    assert list(board.table.index) == ["attention [pos_emb=rope]", "first_order",
+                                       "attention [pos_emb=learned]"]
+    assert board.legend["attention [pos_emb=rope]"] == "model.pos_emb=rope"
+    assert board.table["lengthgen-copy"].tolist() == pytest.approx([0.825, 0.5, 0.15])
+    assert board.metric_name == "lengthgen" and board.metric.higher_is_better
 
 
 def test_points_and_plot(results, tmp_path):
     points = lg.length_points(load_results(results))
     assert len(points) == 3 * 2 * 3  # rows x seeds x test lengths
-    rope = points[points["row"] == "attention [model.pos_emb=rope]"]
+    rope = points[points["row"] == "attention [pos_emb=rope]"]
     assert sorted(rope.loc[rope["length"] == 64, "acc"]) == pytest.approx([0.7, 0.8])
     assert set(points["train_max"]) == {16} and set(points["train_min"]) == {8}
     path = lg.plot_lengths(points, tmp_path / "out")
@@ -100,7 +101,7 @@ def test_per_length_tables_and_cli(results, capsys):
     tables = lg.per_length_tables(lg.length_points(load_results(results)))
     t = tables["lengthgen-copy"]
     assert list(t.columns) == ["n16", "n32", "n64", "seeds"]
-    assert t.loc["attention [model.pos_emb=rope]", "n64"] == pytest.approx(0.75)
+    assert t.loc["attention [pos_emb=rope]", "n64"] == pytest.approx(0.75)
     assert t.loc["first_order", "seeds"] == 2
     assert lg.main([str(results)]) == 0
     assert "### lengthgen-copy" in capsys.readouterr().out
