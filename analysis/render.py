@@ -245,7 +245,7 @@ th{background:#f0f0f0;cursor:pointer;user-select:none;position:sticky;top:0;max-
 th:hover{background:#e0e6f0}
 th[title]{text-decoration:underline dotted}
 th.asc::after{content:" \\25B2"} th.desc::after{content:" \\25BC"}
-td:first-child,th:first-child{text-align:left;max-width:22em;overflow:hidden;
+td:first-child,th:first-child{text-align:left;max-width:26em;overflow:hidden;
  text-overflow:ellipsis}
 tbody tr:nth-child(even){background:#fafafa}
 td.best{font-weight:bold;background:#eaf5ea}
