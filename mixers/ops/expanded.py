@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from .common import mask_padding
+from .expanded_blocked import blocked_plan, expanded_blocked
 from .reference import dense_matrix
 
 BACKENDS_EXPANDED = ("auto", "reference", "recurrent", "chunked", "flat")
@@ -72,6 +73,9 @@ def glr_expanded(q, k, v, alpha, a_idx, beta, b_idx, backend: str = "auto",
         return expanded_recurrent(q, k, v, alpha, a_idx, beta, b_idx)
     if backend == "flat":
         return expanded_flat(q, k, v, alpha, a_idx, beta, b_idx, chunk_size)
+    plan = blocked_plan(a_idx, b_idx, chunk_size)
+    if plan is not None:  # every direct read inside its chunk: all chunks at once
+        return expanded_blocked(q, k, v, alpha, beta, plan)
     return expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, chunk_size)
 
 
