@@ -16,11 +16,12 @@ q, k: [batch, heads, n, dk]; v: [batch, heads, n, dv]; alpha, a_idx, beta, b_idx
                each state after its last reader (the decoding path)
     flat       `glr` (chunked) over the flattened outer products k_j v_j^T, then the readout:
                n * dk * dv floats held for the states and again for their gradient
-    chunked    per chunk of C rows: the in-chunk part of M by one C x C solve, and matrix states
-               kept only at the positions a later chunk reads (docs/design.md 1.4)
-    auto       reference up to n = 256 (a few chunks: one n x n product beats the chunk loop),
-               then chunked, or flat where the chunks read many past states (`auto_backend`):
-               the fastest at n = 128..4096 (docs/mixers.md)
+    chunked    all chunks at once when every direct read stays in its chunk (expanded_blocked.py:
+               one batched C x C solve, batched products, matrix states only at the positions a
+               later chunk reads); otherwise chunk by chunk (window, full direct parts)
+    auto       reference up to n = 256 (one n x n product beats the chunks), except where the
+               chunks read at most AUTO_BLOCKED_PAST past states (first); then chunked, or flat
+               where the chunks read many past states (`auto_backend`; docs/benchmarks.md)
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def glr_expanded(q, k, v, alpha, a_idx, beta, b_idx, backend: str = "auto",
     _check(q, k, v, alpha, a_idx, beta, b_idx)
     a_idx, b_idx = a_idx.long(), b_idx.long()
     if backend == "auto":
-        backend = auto_backend(b_idx, chunk_size)
+        backend = auto_backend(b_idx, chunk_size, a_idx)
     if backend == "reference":
         return expanded_reference(q, k, v, alpha, a_idx, beta, b_idx)
     if backend == "recurrent":
@@ -90,6 +91,12 @@ AUTO_REFERENCE_MAX_N = 256
 #: plain pow2 (about 5 C at n = 4096, chunked faster) and plain sq1 (about 27 C, flat faster)
 AUTO_FLAT_ABOVE = 8
 
+#: below AUTO_REFERENCE_MAX_N, `auto` still takes the blocked `chunked` form when every chunk
+#: reads at most this many past states: measured (fwd + bwd, batch 16, one head, dk = dv = 64,
+#: C = 64, CPU time; docs/benchmarks.md) at n = 256: se_first 46 ms blocked
+#: against 110 ms reference; the lattices (9-16 past states) 121-185 ms against 108-115 ms
+AUTO_BLOCKED_PAST = 2
+
 
 def mean_past_reads(b_idx: torch.Tensor, chunk_size: int) -> float:
     """The mean over chunks of |P_c|, the distinct earlier-chunk positions a chunk reads: the
@@ -104,12 +111,16 @@ def mean_past_reads(b_idx: torch.Tensor, chunk_size: int) -> float:
     return torch.unique(keys).numel() / -(-n // chunk_size)
 
 
-def auto_backend(b_idx: torch.Tensor, chunk_size: int) -> str:
+def auto_backend(b_idx: torch.Tensor, chunk_size: int, a_idx: torch.Tensor | None = None) -> str:
     """`reference` for short sequences (n <= AUTO_REFERENCE_MAX_N: its O(n^2) memory is small
-    there), else `chunked` unless its states are read too widely (plain sq1, dense at long n):
-    `flat`."""
-    if b_idx.shape[0] <= AUTO_REFERENCE_MAX_N:
-        return "reference"
+    there) unless the chunks read at most AUTO_BLOCKED_PAST states (first, kth: the blocked form
+    is faster from n = 256), else `chunked` unless its states are read too widely (plain sq1,
+    dense at long n): `flat`."""
+    n = b_idx.shape[0]
+    if n <= AUTO_REFERENCE_MAX_N:
+        plan = blocked_plan(a_idx, b_idx, chunk_size) if a_idx is not None and n > 128 else None
+        return "chunked" if plan is not None and plan.num_past <= AUTO_BLOCKED_PAST else \
+            "reference"
     if mean_past_reads(b_idx, chunk_size) > AUTO_FLAT_ABOVE * chunk_size:
         return "flat"
     return "chunked"
