@@ -324,12 +324,7 @@ def main(argv=None) -> int:
                            args.min_run_time or base["min_run_time"], model, args.out)
         print(f"wrote {args.out} ({result['machine']['wall_s']} s)" if args.out else
               f"({result['machine']['wall_s']} s)")
-    if args.markdown:
-        print(markdown(result))
-    else:
-        print_report(result)
-    missed = [k for k, t in result["targets"].items() if t["met"] is False]
-    return 1 if args.strict and missed else 0
+    return H.finish(result, markdown if args.markdown else print_report, args.strict)
 
 
 if __name__ == "__main__":
