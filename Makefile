@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results/smoke
 
-.PHONY: setup test test-slurm fuzz demo bench lint clean clean-results
+.PHONY: setup test test-slurm fuzz demo bench bench-full lint clean clean-results
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,9 +33,18 @@ fuzz: $(BIN)/python
 demo: $(BIN)/python
 	$(BIN)/python -m analysis.demo results_dir=$(abspath $(RESULTS))
 
+# bench: a quick sweep (task generation, the layers up to n = 512, one training step per mixer
+# at n = 128 and 512 on a small batch); bench-full: the whole sweep (docs/benchmarks.md).
+# Each writes its JSON under bench_out/ after every mixer.
 bench: $(BIN)/python
 	$(BIN)/python -m bench.tasks
+	$(BIN)/python -m bench.ops --quick --max-n 512 --compare ''
+	$(BIN)/python -m bench.step
+
+bench-full: $(BIN)/python
+	$(BIN)/python -m bench.tasks
 	$(BIN)/python -m bench.ops
+	$(BIN)/python -m bench.step --full
 
 lint: $(BIN)/python
 	$(BIN)/ruff check .

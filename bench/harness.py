@@ -31,7 +31,7 @@ from runners import machine
 __all__ = [
     "ROOT", "FIT_MIN_N", "CHILD_TIMEOUT_S", "CLOCKS", "run_isolated", "set_preload", "time_calls",
     "summarize_times", "peak_rss", "strict_malloc", "fit_exponent", "machine_info", "git_state",
-    "fmt_time", "fmt_mem", "fmt_exp", "markdown_table", "print_table",
+    "fmt_time", "fmt_mem", "fmt_exp", "markdown_table", "print_table", "finish",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -249,6 +249,16 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     import pandas as pd
 
     return pd.DataFrame(rows, columns=header).to_markdown(index=False)
+
+
+def finish(result: dict, render, strict: bool) -> int:
+    """A benchmark's last step: `render(result)` (printed when it returns text) and the exit
+    status, 1 when `strict` and a measured target (`result["targets"]`) was missed."""
+    text = render(result)
+    if text is not None:
+        print(text)
+    missed = [k for k, t in result["targets"].items() if t["met"] is False]
+    return 1 if strict and missed else 0
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]], left: int = 1) -> None:

@@ -420,6 +420,9 @@ def run_bench(mixers=None, max_n: int | None = None, quick: bool = False, thread
                 f"peak {H.fmt_mem(rec['peak_mem_bytes']):>9}  "
                 f"({time.perf_counter() - t0:.1f} s){'  ' + err if err else ''}"
                 f"{'  memory: ' + merr if merr else ''}")
+            if j is jobs[-1] or jobs[jobs.index(j) + 1]["mixer"] != j["mixer"]:
+                # after every mixer: a run cut short keeps what it measured
+                write_partial(records, theory, skipped, machine, Path(out))
     machine["loadavg_end"] = list(os.getloadavg())
     machine["wall_s"] = round(time.perf_counter() - t_start, 1)
     fits = compute_fits(records)
@@ -429,9 +432,17 @@ def run_bench(mixers=None, max_n: int | None = None, quick: bool = False, thread
               "settings": {"ns": ns, "quick": quick, "min_run_time": min_run_time,
                            "rounds": rounds, "threads": threads, "clock": clock,
                            "mixers": sorted({j["mixer"] for j in jobs} | set(skipped)),
-                           "compare": list(compare), "fit_min_n": H.FIT_MIN_N}}
+                           "compare": list(compare), "fit_min_n": H.FIT_MIN_N},
+              "complete": True}
     write_outputs(result, Path(out))
     return result
+
+
+def write_partial(records, theory, skipped, machine, out: Path) -> None:
+    """The JSON of the records measured so far (`complete`: false; no fits, targets or plot)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"records": records, "theory": theory, "skipped": skipped,
+                               "machine": machine, "complete": False}, indent=1))
 
 
 def write_outputs(result, out: Path) -> None:
@@ -486,12 +497,7 @@ def main(argv=None) -> int:
                            args.out, args.rounds, args.clock, compare)
         print(f"wrote {args.out} and {Path(args.out).parent / 'time_vs_n.png'} "
               f"({result['machine']['wall_s']} s)")
-    if args.markdown:
-        print(markdown(result))
-    else:
-        print_report(result)
-    missed = [k for k, t in result["targets"].items() if t["met"] is False]
-    return 1 if args.strict and missed else 0
+    return H.finish(result, markdown if args.markdown else print_report, args.strict)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,30 @@ def test_quick_run_writes_json_and_plot(tmp_path):
     assert result["targets"]["pow2_speedup_fwd@4096"]["met"] is None
     assert (tmp_path / "time_vs_n.png").stat().st_size > 0
     assert ops.main(["--from-json", str(out), "--markdown"]) == 0
+    assert result["complete"] is True
+
+
+def test_the_json_is_written_after_every_mixer(tmp_path, monkeypatch):
+    # a run stopped after its first mixer keeps that mixer's records
+    out = tmp_path / "mixers.json"
+    calls = []
+
+    def fake(module, fn, kwargs, timeout=None):
+        calls.append(kwargs["cfg"]["name"])
+        if len(set(calls)) > 1:
+            raise KeyboardInterrupt
+        if fn == "measure_time":
+            return {"fwd_runs": [0.1], "fwdbwd_runs": [0.2], "loadavg_1m": 0.0}, None
+        return {"peak_mem_fwd_bytes": 1, "peak_mem_bytes": 2, "memory_method": "x"}, None
+
+    monkeypatch.setattr(ops.H, "run_isolated", fake)
+    with pytest.raises(KeyboardInterrupt):
+        ops.run_bench(["first_order", "pow2"], max_n=512, quick=True, compare=(), out=out,
+                      log=lambda *_: None)
+    partial = json.loads(out.read_text())
+    assert partial["complete"] is False
+    done = [r for r in partial["records"] if r["fwd_s"] is not None]
+    assert {r["mixer"] for r in done} == {"first_order"} and len(done) == 2
 
 
 def test_the_command_line_rejects_an_unknown_mixer(capsys):

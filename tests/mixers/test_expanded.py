@@ -266,3 +266,53 @@ def test_auto_keeps_the_measured_faster_backend():
             for n in (1, 65, 256)} == {"reference"}
     assert pick("first", False, 257) == "chunked"
     assert auto_backend(make_pattern("first").index(257), 1024) == "chunked"
+
+
+# ----------------------------------------------------------------------------------------------
+# the blocked form of `chunked` (mixers/ops/expanded_blocked.py)
+
+
+def test_blocked_form_runs_where_direct_reads_stay_in_their_chunk():
+    from mixers.ops.expanded_blocked import blocked_plan
+
+    n = 70
+    b_idx = make_pattern("pow2", cache_efficient=True).index(n)
+    assert blocked_plan(make_direct("self").index(n), b_idx, 16) is not None
+    assert blocked_plan(make_direct("window(3)").index(n), b_idx, 16) is None  # chunk loop
+    assert blocked_plan(make_direct("full").index(n), b_idx, 16) is None
+
+
+@pytest.mark.parametrize("recurrent,cache_efficient", [("first", False), ("pow2", True),
+                                                       ("sq1", True), ("pow2", False)])
+def test_blocked_matches_the_chunk_loop(recurrent, cache_efficient):
+    # the blocked form replaced the chunk loop for direct = self: same numbers up to rounding
+    from mixers.ops.expanded import expanded_chunked
+    from mixers.ops.expanded_blocked import blocked_plan, expanded_blocked
+
+    n = 203
+    inputs, a_idx, b_idx = random_inputs(n, "self", recurrent, cache_efficient, seed=3, dk=5,
+                                         dv=6)
+    q, k, v, alpha, beta = inputs
+    with poisoned_outputs():
+        got = expanded_blocked(q, k, v, alpha, beta, blocked_plan(a_idx, b_idx, 32))
+        want = expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, 32)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-10)
+
+
+def test_blocked_gradcheck():
+    inputs, a_idx, b_idx = random_inputs(11, "self", "sq1", True, batch=1, heads=1, dk=2, dv=2)
+    assert torch.autograd.gradcheck(
+        lambda q, k, v, a, b: glr_expanded(q, k, v, a, a_idx, b, b_idx, backend="chunked",
+                                           chunk_size=4), inputs)
+
+
+def test_auto_takes_the_blocked_form_for_one_state_per_chunk_below_the_cut_off():
+    from mixers.ops.expanded import auto_backend
+
+    a_idx = make_direct("self").index(256)
+    first = make_pattern("first").index(256)
+    lattice = make_pattern("pow2", cache_efficient=True).index(256)
+    assert auto_backend(first, 64, a_idx) == "chunked"
+    assert auto_backend(lattice, 64, a_idx) == "reference"
+    assert auto_backend(first[:128], 64, a_idx[:128]) == "reference"
+    assert auto_backend(first, 64, make_direct("window(3)").index(256)) == "reference"
