@@ -22,7 +22,7 @@ is rewritten after each one, so a run cut short keeps what it measured:
                  out-of-bounds access lands outside any allocation.
 4. occupancy     forward + backward of pow2 at n 8192 for every scan configuration (column
                  block 16 / 32 / 64, 4 / 8 warps) at batch x heads 32, 132, 200, 264: which is
-                 fastest, against the one kernel_config picks (issue 17, item 4).
+                 fastest, against the one kernel_config picks (docs/triton.md, review item 4).
 5. speed         forward and forward + backward, triton and chunked against causal SDPA, n 1K to
                  32K, batch x heads 32 (every mixer) and 256 (pow2).
 6. bf16_error    bfloat16 outputs and gradients against float64 kernels on the same rounded

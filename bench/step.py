@@ -123,8 +123,9 @@ def plan(names=None, log=print) -> tuple[dict, dict]:
     """-> ({mixer: cfg} in run order, the baseline first; {mixer: reason} skipped). A mixer is
     skipped when its model does not build here (a missing package, a GPU-only kind)."""
     import mixers
+    from runners.paths import catalogue
 
-    cat = mixers.catalogue()
+    cat = catalogue()
     names = list(cat) if names is None else list(names)
     unknown = [m for m in names if m not in cat]
     if unknown:
@@ -309,11 +310,11 @@ def main(argv=None) -> int:
                 p.error(f"{name} must be >= 1, got {val}")
         if args.min_run_time is not None and args.min_run_time <= 0:
             p.error(f"--min-run-time must be > 0, got {args.min_run_time}")
-        import mixers
+        from runners.paths import catalogue
 
         names = None if args.mixers is None else [
             m.strip() for m in args.mixers.split(",") if m.strip()]
-        known = mixers.catalogue()
+        known = catalogue()
         for m in names or []:
             if m not in known:
                 p.error(f"unknown mixer {m!r}; known (conf/mixer/*.yaml): {', '.join(known)}")

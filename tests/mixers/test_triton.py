@@ -8,7 +8,8 @@ The interpreter executes every program of a grid in Python, so the cases below a
 cover rather than the full cross product: every recurrent pattern plain and cache-efficient,
 every direct pattern, every length (1, 17, 64, 130), chunk size (16, 32) and head size (16, 32,
 and the odd 5 and 24) at least once, lengths that are not a multiple of the chunk, and one
-chunk exactly filled (64 / 32).
+chunk exactly filled (64 / 32). "Review item N" refers to the static review of the kernels
+in docs/triton.md.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def test_triton_bfloat16(recurrent):
 
 
 def test_bf16_dots_use_3xtf32():
-    """Item 2 of issue 17: TF32 would truncate the float32 operands of the inverse products to
+    """Review item 2: TF32 would truncate the float32 operands of the inverse products to
     10 mantissa bits, an error as large as bf16's rounding; every non-float64 call uses 3xTF32."""
     assert tg._precision(torch.bfloat16) == tg._precision(torch.float16) == "tf32x3"
     assert tg._precision(torch.float32) == "tf32x3" and tg._precision(torch.float64) == "ieee"
@@ -224,7 +225,7 @@ def _waves(cfg, dtype, num_sms):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_kernel_config_one_wave_where_one_suffices(monkeypatch, dtype):
-    """Item 4 of issue 17: from about 133 to 264 batch-heads (d 64, C 64, 132 SMs) the old
+    """Review item 4: from about 133 to 264 batch-heads (d 64, C 64, 132 SMs) the old
     split ran the scans in two waves (one 8-warp program per SM). Whenever some (BLOCK_D,
     num_warps) fits every program in one wave, the choice does."""
     monkeypatch.setenv("TRITON_INTERPRET", "0")
@@ -279,7 +280,7 @@ def _without_interpreter(code: str, timeout: int = 1200) -> subprocess.Completed
 @pytest.mark.slow
 @pytest.mark.skipif(DEVICE == "cuda", reason="with a GPU the kernels are compiled and run above")
 def test_kernels_compile_for_hopper():
-    """Item 7 of issue 17. The interpreter compiles nothing: build every specialisation a GPU
+    """Review item 7. The interpreter compiles nothing: build every specialisation a GPU
     launch can get (kernel_variants: float32 and bfloat16; chunks 16, 32, 64; head sizes
     16-128; scan column blocks 16-128 and 4 or 8 warps; the four kernels: 144 kernels) for
     sm_90 with Triton's own ptxas, specialised as the JIT specialises a launch (alignment
@@ -325,7 +326,7 @@ def test_triton_size_limit():
 
 
 # ---------------------------------------------------------------------------------------------
-# item 3 of issue 17: no device-to-host synchronisation in a call of the op
+# review item 3 (docs/triton.md): no device-to-host synchronisation in a call of the op
 
 
 class SyncDetector(TorchFunctionMode):
