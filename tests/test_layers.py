@@ -25,7 +25,8 @@ ALLOWED = {
 # analysis reads results through the light runners modules (the schema, the metric table, the
 # config folder), and rebuilds a trained model for routing; it never composes or runs a config
 # (runners.config, runners.train)
-ANALYSIS_USES_OF_RUNNERS = {"runners.schema", "runners.metrics", "runners.paths", "runners.model"}
+ANALYSIS_USES_OF_RUNNERS = {"runners.schema", "runners.metrics", "runners.paths", "runners.model",
+                            "runners.checkpoint"}
 
 
 def imports(path: Path, root: Path = REPO) -> list[tuple[int, str]]:

@@ -30,10 +30,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mixers.config import SHORT_CONV_PLACES
 from mixers.ops import BACKENDS
-from mixers.registry import catalogue, kind_names
+from mixers.registry import kind_names
 from runners.config import Config, ConfigError, ModelConfig, TrainerConfig, validate
+from runners.errors import describe_config_error
 from runners.model import build_model
-from runners.train import describe_config_error, run
+from runners.paths import catalogue
+from runners.train import run
 
 CATALOGUE = catalogue()
 FORWARD_MAX_LEN = 64  # the forward check runs on draws up to this length (activations unguarded)

@@ -17,7 +17,8 @@ from fuzz_helpers import bounded, json_values, one_line, text
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from analysis.leaderboard import build_leaderboard, to_html, to_json, to_markdown
+from analysis.leaderboard import build_leaderboard
+from analysis.render import to_html, to_json, to_markdown
 from analysis.results import NoResultsError
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "analysis"))
@@ -89,9 +90,9 @@ def test_result_files_give_a_table_or_one_line(files, raw):
             one_line(e)
             event("no table")
             return
-        event(f"a table of {len(table)} rows")
+        event(f"a table of {len(table.table)} rows")
         to_markdown(table)
         json.dumps(to_json(table), default=str)  # as write_outputs writes it
         page = to_html(table)
-        if any(HOSTILE in str(name) for name in table["mixer"]):
+        if any(HOSTILE in str(name) for name in table.table["mixer"]):
             assert HOSTILE not in page and html.escape(HOSTILE) in page
