@@ -98,6 +98,18 @@ def _scontrol_paths(job_id: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------ one process per run
+def _holder(f, wait_s: float = 2.0) -> str:
+    """Who holds the lock of the open lock file `f`. The owner writes its name just after taking
+    the lock, so an empty file is read again for a moment before it counts as unnamed."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        f.seek(0)
+        text = f.read().strip()
+        if text or time.monotonic() >= deadline:
+            return text or "another process"
+        time.sleep(0.05)
+
+
 class RunLock:
     """An exclusive, non-blocking lock on `<out>/.lock` (flock), held while a run trains."""
 
@@ -121,8 +133,7 @@ class RunLock:
                                   "train this run at once", RuntimeWarning, stacklevel=2)
                     done = finished() if finished is not None else None
                     return None if done is None else str(done)
-                f.seek(0)
-                holder = f.read().strip() or "another process"
+                holder = _holder(f)
                 f.close()
                 return f"running in {holder}"
             try:  # the file we locked may have been deleted by its previous owner's release
@@ -133,10 +144,8 @@ class RunLock:
                 break
             f.close()
         self._file = f
-        done = finished() if finished is not None else None
-        if done is not None:
-            self.release()
-            return str(done)
+        # name the holder at once, before anything slow (finished() searches the results
+        # folder): a second process that finds the lock taken reads who holds it
         j = job_info()
         holder = (f"job {j['job_id']} " if j["job_id"] else "") + (
             f"on {j['host']} (pid {j['pid']}, {j['launcher']} launcher) since "
@@ -145,6 +154,10 @@ class RunLock:
         f.truncate()
         f.write(holder + "\n")
         f.flush()
+        done = finished() if finished is not None else None
+        if done is not None:
+            self.release()
+            return str(done)
         return None
 
     def release(self) -> None:
