@@ -23,6 +23,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .common import new_buffer
+from .triton_scan_regs import SCAN_REGS, SCAN_REGS_TRITON
 
 try:  # Triton is optional: the CPU paths of the project never import this module
     import triton
@@ -35,8 +36,8 @@ except Exception as e:  # pragma: no cover - exercised only where Triton is miss
     _k = None
     _IMPORT_ERROR = e
 
-__all__ = ["glr_triton", "GLRTriton", "kernel_config", "launch_params", "compile_ahead",
-           "compile_kernel", "interpreted"]
+__all__ = ["glr_triton", "GLRTriton", "kernel_config", "launch_params", "interpreted",
+           "SCAN_REGS", "SCAN_REGS_TRITON"]
 
 MAX_CHUNK = 64
 # columns per program of the scans, at most: a [C, 128] float32 tile is 32 registers per thread
@@ -54,33 +55,8 @@ _GPU_TILE = 32 * 32  # elements per warp
 _INTERPRETER_TILE = 1 << 16
 _MAX_BLOCK_K = {"gpu": 16, "interpreter": 64}
 
-# Registers per thread of the two scans (the larger of _glr_fwd_scan and _glr_bwd_scan), as
-# ptxas (Triton 3.9's) allocates them for sm_90, keyed by (input dtype kind: fp32, or fp16 for
-# bf16 / fp16, BLOCK_C, BLOCK_D, num_warps). `python -m mixers.ops.triton_glr --usage --dtypes
-# float32,bfloat16` compiles every variant and prints this table; the compile test fails when
-# it is stale. A missing key (float64, a test-only dtype on a GPU) counts as 255, the most.
-# 255 usually means spills: see docs/triton.md for the stack sizes.
-SCAN_REGS_TRITON = "3.9.0"  # the Triton that measured it
-SCAN_REGS: dict[tuple[str, int, int, int], int] = {
-    ('fp32', 16, 16, 4): 128, ('fp32', 16, 16, 8): 99, ('fp32', 16, 32, 4): 219,
-    ('fp32', 16, 32, 8): 127, ('fp32', 16, 64, 4): 235, ('fp32', 16, 64, 8): 128,
-    ('fp32', 16, 128, 4): 205, ('fp32', 16, 128, 8): 171,
-    ('fp32', 32, 16, 4): 243, ('fp32', 32, 16, 8): 161, ('fp32', 32, 32, 4): 247,
-    ('fp32', 32, 32, 8): 183, ('fp32', 32, 64, 4): 247, ('fp32', 32, 64, 8): 199,
-    ('fp32', 32, 128, 4): 255, ('fp32', 32, 128, 8): 222,
-    ('fp32', 64, 16, 4): 233, ('fp32', 64, 16, 8): 166, ('fp32', 64, 32, 4): 235,
-    ('fp32', 64, 32, 8): 167, ('fp32', 64, 64, 4): 255, ('fp32', 64, 64, 8): 224,
-    ('fp32', 64, 128, 4): 255, ('fp32', 64, 128, 8): 255,
-    ('fp16', 16, 16, 4): 122, ('fp16', 16, 16, 8): 101, ('fp16', 16, 32, 4): 182,
-    ('fp16', 16, 32, 8): 127, ('fp16', 16, 64, 4): 182, ('fp16', 16, 64, 8): 136,
-    ('fp16', 16, 128, 4): 223, ('fp16', 16, 128, 8): 136,
-    ('fp16', 32, 16, 4): 168, ('fp16', 32, 16, 8): 128, ('fp16', 32, 32, 4): 168,
-    ('fp16', 32, 32, 8): 177, ('fp16', 32, 64, 4): 229, ('fp16', 32, 64, 8): 169,
-    ('fp16', 32, 128, 4): 255, ('fp16', 32, 128, 8): 180,
-    ('fp16', 64, 16, 4): 190, ('fp16', 64, 16, 8): 168, ('fp16', 64, 32, 4): 237,
-    ('fp16', 64, 32, 8): 163, ('fp16', 64, 64, 4): 244, ('fp16', 64, 64, 8): 227,
-    ('fp16', 64, 128, 4): 255, ('fp16', 64, 128, 8): 255,
-}
+# Registers per thread of the two scans (SCAN_REGS, keyed by input dtype kind, BLOCK_C, BLOCK_D,
+# num_warps) live in the generated module triton_scan_regs; a missing key counts as 255.
 _REGS_PER_SM, _MAX_WARPS_PER_SM, _MAX_BLOCKS_PER_SM = 65536, 64, 32
 
 
@@ -233,7 +209,7 @@ def _prepare(v, alpha, a_idx, beta, b_idx):
 
 def launch_params(cfg: dict, dtype: torch.dtype, ka: int, kb: int) -> dict:
     """kernel name -> (grid, constexpr and launch keyword arguments) for one call: the one
-    place that turns a kernel_config into launches (the calls below and compile_ahead use it).
+    place that turns a kernel_config into launches (the calls below and bench.triton_aot use it).
     """
     c, nc, bd, interp = cfg["BLOCK_C"], cfg["NC"], cfg["BLOCK_D"], cfg["interpreted"]
     bh, d_pad = cfg["BH"], cfg["D_PAD"]
@@ -302,203 +278,6 @@ def _backward(grad_y, v, alpha, a_idx, beta, b_idx, y, tinv, cfg):
     return dv, dalpha, dbeta
 
 
-_PTR_KIND = {  # pointer arguments of the kernels: "io" = the input dtype, "acc", or "idx"
-    "V": "io", "ALPHA": "io", "BETA": "io", "Y": "io", "G": "io", "DALPHA": "io",
-    "DBETA": "io", "AIDX": "idx", "BIDX": "idx", "U": "acc", "TINV": "acc", "Z": "acc",
-    "DV": "acc",
-}
-# shared memory per block on sm_90 (228 KiB per SM, 1 KiB of it reserved per block): a kernel
-# asking for more compiles but fails at launch, so compile_ahead checks it
-_MAX_SHARED = {90: 232448, 80: 166912}
-
-
-def _mock_args(fn, dtype: torch.dtype, ints: dict) -> list:
-    """The positional arguments of one launch of `fn`, tensors replaced by Triton's MockTensor
-    (a dtype and an aligned data pointer: real launches pass fresh or contiguous torch
-    allocations, 16-byte aligned), integers by their values (D's divisibility by 16 is part of
-    the specialisation)."""
-    from triton.runtime.jit import MockTensor
-
-    kinds = {"io": dtype, "acc": _acc_dtype(dtype), "idx": torch.int64}
-    return [MockTensor(kinds[_PTR_KIND[a]]) if a in _PTR_KIND else ints[a]
-            for a in fn.arg_names if a in _PTR_KIND or a in ints]
-
-
-def _resource_usage(cubin: bytes) -> dict:
-    """Registers, spill stores and shared memory of a cubin, from Triton's bundled cuobjdump
-    (without a GPU the driver, which reports them at load time, is not there)."""
-    import re
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    tool = str(tool) if tool.exists() else shutil.which("cuobjdump")
-    if tool is None:
-        return {}
-    import subprocess
-
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        out = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True,
-                             text=True).stdout
-    found = {k: int(v) for k, v in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", out)}
-    return {"regs": found.get("REG"), "spill_bytes": found.get("LOCAL", 0),
-            "stack": found.get("STACK", 0)}
-
-
-def compile_kernel(name: str, kw: dict, dtype: torch.dtype, ints: dict, capability: int = 90):
-    """Compile one kernel for a CUDA target without a GPU (Triton's own ptxas), exactly as the
-    JIT would specialise it at a launch with these arguments: the launch's constexprs and
-    options, the same `do_not_specialize` integers, and the alignment attributes the JIT derives
-    from the pointers and from D. Uses the JIT's own binder (Triton >= 3.4 internals)."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource, make_backend
-    from triton.runtime.jit import create_function_from_signature
-
-    fn = getattr(_k, name)
-    target = GPUTarget("cuda", capability, 32)
-    backend = make_backend(target)
-    binder = create_function_from_signature(fn.signature, fn.params, backend)
-    kw = dict(kw)
-    bound, specialization, options = binder(*_mock_args(fn, dtype, ints), **kw)
-    options, signature, constexprs, attrs = fn._pack_args(backend, kw, bound, specialization,
-                                                          options)
-    src = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
-    return triton.compile(src, target=target, options=options.__dict__)
-
-
-def compile_ahead(dtype=torch.bfloat16, n=4096, d=64, bh=32, ka=1, kb=13, chunk_size=64,
-                  capability=90, num_sms=132, block_d=None, usage=False) -> dict:
-    """Compile the four kernels for a CUDA target without a GPU, with the launch parameters a
-    call of that shape would use on a GPU of `num_sms` SMs (see compile_kernel). A CPU-side
-    check that the kernels build for the real backend, which the interpreter does not exercise.
-    Raises when a kernel needs more shared memory than a block may have. Must run in a process
-    where TRITON_INTERPRET is unset. Returns kernel name -> compiled kernel, or with
-    usage=True kernel name -> (compiled kernel, registers / spills / shared memory).
-    """
-    if interpreted() or not hasattr(_k._glr_fwd_scan, "arg_names"):
-        raise RuntimeError("compile_ahead: run it without TRITON_INTERPRET (a fresh process)")
-    cfg = kernel_config(n, d, bh, chunk_size, block_d=block_d, num_sms=num_sms, dtype=dtype)
-    ints = {"n": n, "KA": ka, "KB": kb, "D": d, "NC": cfg["NC"]}
-    out = {}
-    for name, (_, kw) in launch_params(cfg, dtype, ka, kb).items():
-        kernel = compile_kernel(name, kw, dtype, ints, capability)
-        shared = kernel.metadata.shared
-        limit = _MAX_SHARED.get(capability)
-        if limit is not None and shared > limit:
-            raise RuntimeError(f"compile_ahead: {name} ({dtype}, {kw}) needs {shared} bytes of "
-                               f"shared memory, more than the {limit} a block may have")
-        out[name] = (kernel, dict(_resource_usage(kernel.asm["cubin"]), shared=shared)) \
-            if usage else kernel
-    return out
-
-
-COMPILE_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
-
-
-def kernel_variants(dtypes=COMPILE_DTYPES, chunks=(16, 32, MAX_CHUNK),
-                    d_pads=(16, 32, 64, MAX_SCAN_BLOCK_D), warps=SCAN_WARPS) -> list:
-    """Every distinct specialisation a GPU launch can get, deduplicated: for each dtype, kernel
-    chunk, head size (d = D_PAD, divisible by 16 as most are), scan column block in [16, D_PAD]
-    and scan num_warps, the four kernels with the launch parameters of launch_params. Pattern
-    widths at their largest (2048): BLOCK_KA / BLOCK_KB at the tile cap, the biggest tiles; a
-    narrower pattern gets the same code with a smaller tile. A list of (dtype, kernel name,
-    launch keyword arguments, integer arguments)."""
-    out, seen = [], set()
-    for dtype in dtypes:
-        for c in chunks:
-            for d_pad in d_pads:
-                for bd in (b for b in (16, 32, 64, 128) if b <= min(d_pad, MAX_SCAN_BLOCK_D)):
-                    for w in warps:
-                        cfg = kernel_config(4 * c + 1, d_pad, 1, c, block_d=bd, num_sms=1,
-                                            dtype=dtype, num_warps=w)
-                        ints = {"n": 4 * c + 1, "KA": 2048, "KB": 2048, "D": d_pad,
-                                "NC": cfg["NC"]}
-                        for name, (_, kw) in launch_params(cfg, dtype, 2048, 2048).items():
-                            key = (str(dtype), name, tuple(sorted(map(str, kw.items()))))
-                            if key not in seen:
-                                seen.add(key)
-                                out.append((dtype, name, kw, ints))
-    return out
-
-
-def _compile_variant(variant, capability=90):
-    dtype, name, kw, ints = variant
-    try:
-        kernel = compile_kernel(name, kw, dtype, ints, capability)
-    except Exception as e:  # reported, with the variant, by compile_variants
-        return variant, None, f"{type(e).__name__}: {str(e)[-2000:]}"
-    usage = dict(_resource_usage(kernel.asm["cubin"]), shared=kernel.metadata.shared)
-    limit = _MAX_SHARED.get(capability)
-    if limit is not None and usage["shared"] > limit:
-        return variant, usage, f"needs {usage['shared']} bytes of shared memory (> {limit})"
-    return variant, usage, None
-
-
-def compile_variants(variants=None, workers: int | None = None, capability: int = 90,
-                     progress=None) -> list:
-    """Compile variants (default: kernel_variants()) for a CUDA target without a GPU, in
-    `workers` processes (default: every CPU). Returns (variant, usage, error or None) rows.
-    Triton caches what it compiled, so a second run costs seconds."""
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    if interpreted():
-        raise RuntimeError("compile_variants: run it without TRITON_INTERPRET (a fresh process)")
-    variants = kernel_variants() if variants is None else variants
-    workers = workers or os.cpu_count() or 1
-    if workers == 1:
-        return [_compile_variant(v, capability) for v in variants]
-    # spawn, not fork: the parent may have threads (torch), and each child imports the kernels
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        rows = []
-        for row in pool.map(_compile_variant, variants, [capability] * len(variants)):
-            rows.append(row)
-            if progress is not None:
-                progress(row)
-        return rows
-
-
-def _scan_regs_table(rows) -> dict:
-    table: dict = {}
-    for (dtype, name, kw, _), usage, _err in rows:
-        if name in ("_glr_fwd_scan", "_glr_bwd_scan") and usage and usage.get("regs"):
-            key = (_dtype_kind(dtype), kw["BLOCK_C"], kw["BLOCK_D"], kw["num_warps"])
-            table[key] = max(table.get(key, 0), usage["regs"])
-    return table
-
-
-def _main(argv=None) -> int:
-    """Compile every kernel variant for sm_90 without a GPU; report the failures, and with
-    --usage the registers, spills and shared memory of each and the SCAN_REGS table."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description=_main.__doc__)
-    ap.add_argument("--usage", action="store_true")
-    ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--dtypes", default="float32,bfloat16,float64")
-    args = ap.parse_args(argv)
-
-    def show(row):
-        (dtype, name, kw, _), usage, err = row
-        if args.usage or err:
-            consts = {k: v for k, v in kw.items() if k not in ("ACC", "PREC")}
-            print(f"{str(dtype)[6:]:9} {name:15} {consts} {usage} {err or ''}", flush=True)
-
-    dtypes = tuple(getattr(torch, name) for name in args.dtypes.split(","))
-    rows = compile_variants(kernel_variants(dtypes), workers=args.workers, progress=show)
-    bad = [r for r in rows if r[2]]
-    if args.usage:
-        print("SCAN_REGS.update({")
-        for key, regs in sorted(_scan_regs_table(rows).items()):
-            print(f"    {key}: {regs},")
-        print("})")
-    print(f"{len(rows)} variants compiled, {len(bad)} failed")
-    return 1 if bad else 0
-
-
 class GLRTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v, alpha, a_idx, beta, b_idx, chunk_size, block_d, num_warps):
@@ -561,7 +340,3 @@ def glr_triton(v, alpha, a_idx, beta, b_idx, chunk_size: int = 64, *, block_d: i
         # nothing to compute, but keep the result connected to the graph
         return v * 0 + (alpha.sum() + beta.sum()) * 0
     return GLRTriton.apply(v, alpha, a_idx, beta, b_idx, int(chunk_size), block_d, num_warps)
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

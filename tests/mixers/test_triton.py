@@ -253,6 +253,19 @@ def test_scan_regs_table_is_consistent():
                     assert regs is not None and 16 <= regs <= 255, (kind, c, bd, w, regs)
 
 
+def test_scan_regs_module_is_as_generated():
+    """The table's module is the generator's output for its own contents: a hand edit that
+    changes the layout, or a table that lost its version, shows here (regenerate it with
+    `python -m bench.triton_aot --usage --write`)."""
+    from bench import triton_aot
+    from mixers.ops import triton_scan_regs
+
+    text = Path(triton_scan_regs.__file__).read_text()
+    assert text == triton_aot.render_table(triton_scan_regs.SCAN_REGS,
+                                           triton_scan_regs.SCAN_REGS_TRITON)
+    assert tg.SCAN_REGS is triton_scan_regs.SCAN_REGS
+
+
 def test_triton_clear_errors(monkeypatch):
     a_idx, b_idx = pattern_case("first", False, "self", 4)
     (v, alpha, beta), _ = make_inputs(a_idx, b_idx, 16, torch.float32, seed=0, device="cpu")
@@ -292,24 +305,25 @@ def test_kernels_compile_for_hopper():
         pytest.skip("this Triton has no NVIDIA backend with ptxas")
     code = """
 import os, torch
+from bench import triton_aot as aot
 from mixers.ops import triton_glr as tg
-dtypes = tg.COMPILE_DTYPES if os.environ.get('GLMIX_COMPILE_ALL') else (torch.float32,
+dtypes = aot.COMPILE_DTYPES if os.environ.get('GLMIX_COMPILE_ALL') else (torch.float32,
                                                                           torch.bfloat16)
-rows = tg.compile_variants(tg.kernel_variants(dtypes))
+rows = aot.compile_variants(aot.kernel_variants(dtypes))
 bad = [(v[0], v[1], v[2], err) for v, usage, err in rows if err]
 assert not bad, bad[:3]
 names = {v[1] for v, _, _ in rows}
 assert names == {'_glr_fwd_prep', '_glr_fwd_scan', '_glr_bwd_scan', '_glr_bwd_grads'}, names
 import triton
 if triton.__version__ == tg.SCAN_REGS_TRITON:  # another Triton allocates other registers
-    measured = tg._scan_regs_table(rows)
+    measured = aot._scan_regs_table(rows)
     stale = {k: (tg.SCAN_REGS.get(k), r) for k, r in measured.items()
              if k[0] != 'fp64' and tg.SCAN_REGS.get(k) != r}
-    assert not stale, f"SCAN_REGS is stale (table, ptxas now): {stale}"
-tg.compile_ahead(torch.float64, n=4096, d=64, bh=32, ka=4, kb=13)
+    assert not stale, f"SCAN_REGS is stale (table, ptxas now; python -m bench.triton_aot --usage --write): {stale}"
+aot.compile_ahead(torch.float64, n=4096, d=64, bh=32, ka=4, kb=13)
 # 64-bit offsets: no pointer in any kernel is advanced by a 32-bit offset
 for dt in (torch.bfloat16, torch.float32):
-    for name, k in tg.compile_ahead(dt, n=4096, d=64, bh=32, ka=4, kb=13).items():
+    for name, k in aot.compile_ahead(dt, n=4096, d=64, bh=32, ka=4, kb=13).items():
         narrow = [l.strip() for l in k.asm['ttir'].splitlines()
                   if 'tt.addptr' in l and l.split(' loc(')[0].rstrip().endswith(('i32', 'xi32>'))]
         assert not narrow, (name, narrow[:2])
