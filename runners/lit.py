@@ -29,6 +29,24 @@ from torchmetrics.classification import MulticlassAccuracy
 from runners.metrics import EVAL_METRICS
 from tasks import IGNORE_INDEX, TaskMixture, split_seed
 
+# One test setting, one label (the key under the config's `test_settings`), written three ways
+# for three containers: its slices in `slice_names` under "test@<label>"; its metrics in the
+# result file with the suffix "@<label>" (test_acc@<label>); its metric group, a torch ModuleDict
+# key, under "test@<index>" because a label may hold "." and ModuleDict keys may not.
+SETTING_PREFIX = "test@"
+
+
+def setting_slices(label: str) -> str:
+    return f"{SETTING_PREFIX}{label}"
+
+
+def setting_suffix(label: str) -> str:
+    return f"@{label}"
+
+
+def setting_group(index: int) -> str:
+    return f"{SETTING_PREFIX}{index}"
+
 
 # ----------------------------------------------------------------------------------- data
 class TaskDataModule(pl.LightningDataModule):
@@ -56,8 +74,8 @@ class TaskDataModule(pl.LightningDataModule):
             if split == "test" and self.test_labels:  # one data set per test setting
                 self.slice_names[split] = []
                 self.data[split] = {}
-                for label, d in self.task.generate_test(n, seed).items():
-                    self.data[split][label], self.slice_names[f"test@{label}"] = _dataset(d)
+                for label, d in self.task.generate_test_settings(n, seed).items():
+                    self.data[split][label], self.slice_names[setting_slices(label)] = _dataset(d)
                 continue
             self.data[split], self.slice_names[split] = _dataset(self.task.generate(n, seed))
 
@@ -143,12 +161,13 @@ class LitModel(pl.LightningModule):
         self.warmup_steps, self.max_steps, self.min_lr_ratio = warmup_steps, max_steps, min_lr_ratio
         self.weight_decay, self.betas = weight_decay, tuple(betas)
         self.slice_names = {s: list(slice_names.get(s, [])) for s in ("val", "test")}
-        # test settings (Zoology's protocol): slice names under "test@<label>", in test order
-        self.settings = [k[len("test@"):] for k in slice_names if k.startswith("test@")]
+        # test settings (Zoology's protocol), in test order
+        self.settings = [k[len(SETTING_PREFIX):] for k in slice_names
+                         if k.startswith(SETTING_PREFIX)]
         groups = {split: self.slice_names[split] for split in ("val", "test")}
         for i, label in enumerate(self.settings):
-            self.slice_names[f"test@{label}"] = list(slice_names[f"test@{label}"])
-            groups[f"test_setting{i}"] = self.slice_names[f"test@{label}"]  # no "." in keys
+            self.slice_names[setting_slices(label)] = list(slice_names[setting_slices(label)])
+            groups[setting_group(i)] = self.slice_names[setting_slices(label)]
         self.metrics = torch.nn.ModuleDict({
             key: torch.nn.ModuleDict({
                 "acc": MulticlassAccuracy(num_classes=vocab_size, ignore_index=IGNORE_INDEX,
@@ -209,7 +228,7 @@ class LitModel(pl.LightningModule):
         n = (targets != IGNORE_INDEX).sum().item()
         groups = [(split, masks)]
         if split == "test" and self.settings:  # pooled (no pooled slices) and per setting
-            groups = [(split, masks[:, :0]), (f"test_setting{dataloader_idx}", masks)]
+            groups = [(split, masks[:, :0]), (setting_group(dataloader_idx), masks)]
         for key, group_masks in groups:
             m = self.metrics[key]
             m["acc"].update(preds, targets)
@@ -238,8 +257,9 @@ class LitModel(pl.LightningModule):
         out = self._group_metrics(split, self.slice_names[split], split)
         if split == "test":
             for i, label in enumerate(self.settings):
-                names = self.slice_names[f"test@{label}"]
-                out.update(self._group_metrics(f"test_setting{i}", names, split, f"@{label}"))
+                names = self.slice_names[setting_slices(label)]
+                out.update(self._group_metrics(setting_group(i), names, split,
+                                               setting_suffix(label)))
         out["at_step"] = self.global_step
         self.results[split] = out
         if split == "val":

@@ -5,7 +5,7 @@
                               "mqar-n128-kv8": {"seq_len": 128, "num_kv_pairs": 8}},
                        test={"mqar-n256-kv16": {"seq_len": 256, "num_kv_pairs": 16}})
     train = mix.generate(10_000, seed=split_seed(0, "train"))      # equal shares, padded
-    tests = mix.generate_test(1_000, seed=split_seed(0, "test"))   # label -> TaskData
+    tests = mix.generate_test_settings(1_000, seed=split_seed(0, "test"))   # label -> TaskData
 
 A setting is the task's shared parameters updated by its own overrides, under a label. The
 training mixture gives each training setting an equal share of the examples (the first
@@ -67,7 +67,7 @@ class TaskMixture:
 
     def estimated_bytes(self, num_examples: int, test: bool = False) -> int:
         """Estimated peak memory of `generate(num_examples)`: the settings' shares and the padded
-        copy (or, test=True, of `generate_test`: every test setting at num_examples)."""
+        copy (or, test=True, of `generate_test_settings`: every test setting at num_examples)."""
         if test:
             return sum(t.estimated_bytes(num_examples) for t in self.test.values())
         tasks = list(self.train.values())
@@ -77,7 +77,7 @@ class TaskMixture:
         return parts + num_examples * self.train_seq_len * (16 + slices)
 
     def check_memory(self, num_examples: int, max_bytes: int | None = None, test: bool = False):
-        """The guard of `Task.check_memory` for `generate` (test=True: `generate_test`)."""
+        """The guard of `Task.check_memory` for `generate` (test=True: `generate_test_settings`)."""
         if not test and num_examples < len(self.train):
             raise ValueError(
                 f"num_examples={num_examples} is fewer than the {len(self.train)} training "
@@ -109,7 +109,7 @@ class TaskMixture:
         ]
         return pad_and_stack(parts, self.train_seq_len)
 
-    def generate_test(
+    def generate_test_settings(
         self, num_examples: int, seed: int, max_bytes: int | None = None
     ) -> dict[str, TaskData]:
         """label -> num_examples examples of that test setting (not padded)."""

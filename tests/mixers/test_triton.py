@@ -319,7 +319,8 @@ if triton.__version__ == tg.SCAN_REGS_TRITON:  # another Triton allocates other 
     measured = aot._scan_regs_table(rows)
     stale = {k: (tg.SCAN_REGS.get(k), r) for k, r in measured.items()
              if k[0] != 'fp64' and tg.SCAN_REGS.get(k) != r}
-    assert not stale, f"SCAN_REGS is stale (table, ptxas now; python -m bench.triton_aot --usage --write): {stale}"
+    # regenerate with: python -m bench.triton_aot --usage --write
+    assert not stale, f"SCAN_REGS is stale (table, ptxas now): {stale}"
 aot.compile_ahead(torch.float64, n=4096, d=64, bh=32, ka=4, kb=13)
 # 64-bit offsets: no pointer in any kernel is advanced by a 32-bit offset
 for dt in (torch.bfloat16, torch.float32):

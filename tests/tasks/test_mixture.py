@@ -54,10 +54,10 @@ def test_deterministic_and_streams_disjoint():
     mix = mixture()
     assert mix.generate(30, 3).content_hash == mix.generate(30, 3).content_hash
     assert mix.generate(30, 3).content_hash != mix.generate(30, 4).content_hash
-    tests = mix.generate_test(20, split_seed(0, "test"))
+    tests = mix.generate_test_settings(20, split_seed(0, "test"))
     assert list(tests) == ["b", "long"]
     assert tests["long"].inputs.shape == (20, 128)  # test sets are not padded
-    again = mix.generate_test(20, split_seed(0, "test"))
+    again = mix.generate_test_settings(20, split_seed(0, "test"))
     assert all(tests[k].content_hash == again[k].content_hash for k in tests)
     # setting "b" is in both lists: its test rows are not its training rows
     train = mix.generate(60, split_seed(0, "train"))
@@ -99,7 +99,7 @@ def test_guards_apply_to_each_share():
     need = mix.estimated_bytes(100, test=True)
     assert need == sum(t.estimated_bytes(100) for t in mix.test.values())
     with pytest.raises(ValueError, match=r"of the test settings.*max_bytes"):
-        mix.generate_test(100, 0, max_bytes=need - 1)
+        mix.generate_test_settings(100, 0, max_bytes=need - 1)
 
 
 def test_a_single_setting_mixture_matches_its_task_shapes():
