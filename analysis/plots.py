@@ -83,9 +83,6 @@ class Style:
         return _MARKERS[self.order.index(str(label)) % len(_MARKERS)]
 
 
-_STYLE = Style([])
-
-
 def _note(msg: str) -> None:
     print(f"plots: {msg}")
 
@@ -120,13 +117,13 @@ def _setting_panels(data: pd.DataFrame):
                     for ax, s in zip(axes, settings)]
 
 
-def _legend(fig, mixers, extra=()) -> None:
+def _legend(fig, style: Style, mixers, extra=()) -> None:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=_STYLE.color(m), marker=_STYLE.marker(m), linestyle="-",
-                      label=_STYLE.text(m)) for m in mixers]
+    handles = [Line2D([], [], color=style.color(m), marker=style.marker(m), linestyle="-",
+                      label=style.text(m)) for m in mixers]
     handles += list(extra)
-    if not any(_STYLE.legend.get(str(m)) for m in mixers):
+    if not any(style.legend.get(str(m)) for m in mixers):
         fig.legend(handles=handles, loc="outside right center", frameon=False, title="mixer",
                    fontsize="small")
         return
@@ -152,16 +149,12 @@ def _save(fig, out: Path, name: str, formats=("png", "svg")) -> Path:
     return out / f"{name}.png"
 
 
-def _ordered(mixers) -> list[str]:
-    return _STYLE.ordered(mixers)
-
-
-def _points(ax, sub: pd.DataFrame, xcol: str, step: float = 7.0) -> None:
+def _points(ax, style: Style, sub: pd.DataFrame, xcol: str, step: float = 7.0) -> None:
     """A marker with its 95% interval bar per row of `sub` at x = sub[xcol]. Rows that share an x
     (up to 2%) are spread sideways by a few points, in palette order, so none hides another."""
     from matplotlib.transforms import offset_copy
 
-    sub = sub.assign(_order=[_ordered(sub["row"]).index(m) for m in sub["row"]])
+    sub = sub.assign(_order=[style.ordered(sub["row"]).index(m) for m in sub["row"]])
     sub = sub.sort_values("_order")
     key = np.round(np.log(np.maximum(sub[xcol].to_numpy(float), 1e-9)) / 0.02)
     for _, group in sub.groupby(key, sort=False):
@@ -172,8 +165,8 @@ def _points(ax, sub: pd.DataFrame, xcol: str, step: float = 7.0) -> None:
             err = [[y - lo if np.isfinite(lo) else 0], [hi - y if np.isfinite(hi) else 0]]
             shift = offset_copy(ax.transData, fig=ax.figure, x=(k - (count - 1) / 2) * step,
                                 y=0, units="points")
-            ax.errorbar([r[xcol]], [y], yerr=err, fmt=_STYLE.marker(r["row"]), ms=6, capsize=3,
-                        color=_STYLE.color(r["row"]), lw=1.2, transform=shift, zorder=3)
+            ax.errorbar([r[xcol]], [y], yerr=err, fmt=style.marker(r["row"]), ms=6, capsize=3,
+                        color=style.color(r["row"]), lw=1.2, transform=shift, zorder=3)
 
 
 def _thin_labels(ticks, x_inf=None, gap: float = 0.45) -> list[str]:
@@ -223,7 +216,8 @@ def _seq_len_panels(cells: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return panels
 
 
-def plot_seq_len(cells: pd.DataFrame, out: Path, metric: str):
+def plot_seq_len(cells: pd.DataFrame, out: Path, metric: str, style: Style | None = None):
+    style = style or Style(sorted(cells["row"].unique()))
     panels = _seq_len_panels(cells)
     if not panels:
         _note("accuracy against sequence length skipped: no task has results at several "
@@ -235,16 +229,16 @@ def plot_seq_len(cells: pd.DataFrame, out: Path, metric: str):
     with ax_style, ctx:
         fig, axes = _grid(len(panels))
         for ax, (title, sub) in zip(axes, panels):
-            mixers = _ordered(sub["row"])
+            mixers = style.ordered(sub["row"])
             for m in mixers:
                 part = sub[sub["row"] == m].sort_values("seq_len")
                 x = part["seq_len"].to_numpy(float)
                 ax.fill_between(x, np.clip(part["lo"].to_numpy(float), 0, 1),
                                 np.clip(part["hi"].to_numpy(float), 0, 1),
-                                color=_STYLE.color(m), alpha=0.18, lw=0)
+                                color=style.color(m), alpha=0.18, lw=0)
             sns.lineplot(data=sub, x="seq_len", y="mean", hue="row", style="row",
-                         palette={m: _STYLE.color(m) for m in mixers},
-                         markers={m: _STYLE.marker(m) for m in mixers}, dashes=False,
+                         palette={m: style.color(m) for m in mixers},
+                         markers={m: style.marker(m) for m in mixers}, dashes=False,
                          hue_order=mixers, style_order=mixers, errorbar=None, ax=ax,
                          legend=False)
             ax.set_xscale("log", base=2)
@@ -255,7 +249,7 @@ def plot_seq_len(cells: pd.DataFrame, out: Path, metric: str):
             ax.set_title(title)
             ax.set_xlabel("sequence length")
             ax.set_ylabel(_metric_label(metric))
-        _legend(fig, _ordered(cells["row"]))
+        _legend(fig, style, style.ordered(cells["row"]))
         _suptitle(fig, "Accuracy against sequence length (bands: 95% t interval over seeds)")
         return _save(fig, out, "accuracy_vs_seq_len")
 
@@ -279,7 +273,9 @@ def _bound_inputs(sub: pd.DataFrame):
     return info, chance, int(layers) if np.isfinite(layers) else 1
 
 
-def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int = 16):
+def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int = 16,
+               style: Style | None = None):
+    style = style or Style(sorted(cells["row"].unique()))
     from matplotlib.lines import Line2D
 
     from .theory import accuracy_ceiling
@@ -294,7 +290,7 @@ def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int 
     drew_bound = False
     with _setting_panels(data) as (fig, panels):
         for ax, setting, sub in panels:
-            _points(ax, sub, "state")
+            _points(ax, style, sub, "state")
             ax.set_xscale("log")
             lo, hi = sub["state"].min() / 3, sub["state"].max() * 3
             bound = (_bound_inputs(sub) if lookup_metric(metric).accuracy
@@ -319,14 +315,16 @@ def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int 
         else:
             _note("capacity bound not drawn: task info_bits unknown (tasks package or "
                   "theory.info_bits needed) or the metric is not a token accuracy")
-        _legend(fig, _ordered(data["row"]), extra)
+        _legend(fig, style, style.ordered(data["row"]), extra)
         _suptitle(fig, "Accuracy against state size (a point per mixer; bars: 95% t interval)")
         return _save(fig, out, "accuracy_vs_state")
 
 
-def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
+def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str,
+                     style: Style | None = None):
     """Accuracy against a theory column of the summary's cells (`hop_diameter`, `congestion`)
     at each cell's seq_len."""
+    style = style or Style(sorted(cells["row"].unique()))
     data = cells[~cells[column].isna()].copy()
     label = {"hop_diameter": "hop diameter", "congestion": "congestion"}[column]
     if data.empty:
@@ -339,7 +337,7 @@ def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
             x_inf = max(2.0, top * 2.5) if column == "hop_diameter" else max(10.0, top * 5)
             has_inf = bool(np.isinf(sub[column]).any())
             sub["x"] = np.where(np.isinf(sub[column]), x_inf, sub[column])
-            _points(ax, sub, "x")
+            _points(ax, style, sub, "x")
             if column == "hop_diameter":
                 ax.set_xscale("log", base=2)
                 ticks = sorted({float(v) for v in sub["x"]})
@@ -355,7 +353,7 @@ def plot_theory_axis(cells: pd.DataFrame, out: Path, metric: str, column: str):
             ax.set_title(str(setting))
             ax.set_xlabel(f"{label} at n = seq_len")
             ax.set_ylabel(_metric_label(metric))
-        _legend(fig, _ordered(data["row"]))
+        _legend(fig, style, style.ordered(data["row"]))
         what = ("hop diameter (fewest hops, worst pair; ∞: unreachable)"
                 if column == "hop_diameter"
                 else "congestion (largest shortest-path load on one position)")
@@ -374,9 +372,11 @@ def _value_axis(ax, x: pd.Series) -> None:
     ax.set_ylim(-0.03, 1.03)
 
 
-def plot_group_by(cells: pd.DataFrame, out: Path, metric: str, key: str):
+def plot_group_by(cells: pd.DataFrame, out: Path, metric: str, key: str,
+                  style: Style | None = None):
     """Accuracy against the --group-by key (e.g. model.d_model: Zoology's accuracy against
     width), a panel per task setting, a line per row."""
+    style = style or Style(sorted(cells["row"].unique()))
     data = cells[pd.to_numeric(cells[key], errors="coerce").notna()].copy()
     data["x"] = pd.to_numeric(data[key])
     if data.empty or data["x"].nunique() < 2:
@@ -384,18 +384,18 @@ def plot_group_by(cells: pd.DataFrame, out: Path, metric: str, key: str):
         return None
     with _setting_panels(data) as (fig, panels):
         for ax, setting, sub in panels:
-            for m in _ordered(sub["row"]):
+            for m in style.ordered(sub["row"]):
                 part = sub[sub["row"] == m].sort_values("x")
                 x = part["x"].to_numpy(float)
                 ax.fill_between(x, np.clip(part["lo"].to_numpy(float), 0, 1),
                                 np.clip(part["hi"].to_numpy(float), 0, 1),
-                                color=_STYLE.color(m), alpha=0.18, lw=0)
-                ax.plot(x, part["mean"], marker=_STYLE.marker(m), color=_STYLE.color(m))
+                                color=style.color(m), alpha=0.18, lw=0)
+                ax.plot(x, part["mean"], marker=style.marker(m), color=style.color(m))
             _value_axis(ax, sub["x"])
             ax.set_title(str(setting))
             ax.set_xlabel(key)
             ax.set_ylabel(_metric_label(metric))
-        _legend(fig, _ordered(data["row"]))
+        _legend(fig, style, style.ordered(data["row"]))
         _suptitle(fig, f"Accuracy against {key} (bands: 95% t interval over seeds)")
         return _save(fig, out, f"accuracy_vs_{key.replace('.', '_')}")
 
@@ -419,10 +419,11 @@ def swept_task_params(cells: pd.DataFrame) -> dict[str, tuple[str, pd.DataFrame]
     return found
 
 
-def plot_task_sweep(cells: pd.DataFrame, out: Path, metric: str):
+def plot_task_sweep(cells: pd.DataFrame, out: Path, metric: str, style: Style | None = None):
     """Accuracy against the one task parameter a task's settings sweep (Zoology's accuracy
     against the number of pairs): a panel per task, a line per row through its means, a dot per
     seed."""
+    style = style or Style(sorted(cells["row"].unique()))
     swept = swept_task_params(cells)
     if not swept:
         _note("accuracy against a task parameter skipped: no task whose settings differ in "
@@ -432,22 +433,22 @@ def plot_task_sweep(cells: pd.DataFrame, out: Path, metric: str):
     with ax_style, ctx:
         fig, axes = _grid(len(swept), size=(7.5, 4.8))  # room beside long row labels
         for ax, (task, (key, sub)) in zip(axes, sorted(swept.items())):
-            rows = _ordered(sub["row"])
+            rows = style.ordered(sub["row"])
             for k, m in enumerate(rows):
                 part = sub[sub["row"] == m].sort_values("x")
                 x = part["x"].to_numpy(float)
-                ax.plot(x, part["mean"], marker=_STYLE.marker(m), color=_STYLE.color(m), ms=7)
+                ax.plot(x, part["mean"], marker=style.marker(m), color=style.color(m), ms=7)
                 # every seed as a dot, nudged sideways per row: with a few seeds that either
                 # learn or do not, the seeds say more than a t interval
                 nudge = 2 ** ((k - (len(rows) - 1) / 2) * 0.03)
                 for xv, seeds in zip(x, part["values"]):
                     ax.scatter([xv * nudge] * len(seeds), seeds, s=14, alpha=0.55, lw=0,
-                               color=_STYLE.color(m), zorder=3)
+                               color=style.color(m), zorder=3)
             _value_axis(ax, sub["x"])
             ax.set_title(task)
             ax.set_xlabel(key)
             ax.set_ylabel(_metric_label(metric))
-        _legend(fig, _ordered(cells["row"]))
+        _legend(fig, style, style.ordered(cells["row"]))
         _suptitle(fig, "Accuracy against the swept task parameter (line: mean; dots: seeds)")
         keys = sorted({key for key, _ in swept.values()})
         return _save(fig, out, "accuracy_vs_" + "_".join(keys))
@@ -485,10 +486,11 @@ def _curve_frame(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def plot_curves(cells: pd.DataFrame, runs: pd.DataFrame, out: Path):
+def plot_curves(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, style: Style | None = None):
     """Learning curves per task setting: validation accuracy (top) and training loss (bottom)
     against the step, a line per row: the mean over seeds (at the chosen learning rate) with a
     band from the lowest to the highest seed."""
+    style = style or Style(sorted(cells["row"].unique()))
     data = _curve_frame(cells, runs)
     if data.empty:
         _note("learning curves skipped: no curve in the results")
@@ -505,14 +507,14 @@ def plot_curves(cells: pd.DataFrame, runs: pd.DataFrame, out: Path):
             for i, part in enumerate(("val_acc", "train_loss")):
                 ax = axes[i, j]
                 sub = data[(data["task_setting"] == setting) & (data["part"] == part)]
-                for m in _ordered(sub["row"]):
+                for m in style.ordered(sub["row"]):
                     g = sub[sub["row"] == m].groupby("step")["value"].agg(["mean", "min", "max"])
                     if g.empty:
                         continue
-                    color = _STYLE.color(m)
+                    color = style.color(m)
                     ax.fill_between(g.index, g["min"], g["max"], color=color, alpha=0.18, lw=0)
                     ax.plot(g.index, g["mean"], color=color, lw=1.4, ms=3.5,  # a point per
-                            marker=_STYLE.marker(m) if part == "val_acc" else None)  # validation
+                            marker=style.marker(m) if part == "val_acc" else None)  # validation
                 if part == "val_acc":
                     ax.set_ylim(-0.03, 1.03)
                     ax.set_title(str(setting))
@@ -521,7 +523,7 @@ def plot_curves(cells: pd.DataFrame, runs: pd.DataFrame, out: Path):
                     ax.set_xlabel("step")
                 ax.set_ylabel({"val_acc": "validation accuracy",
                                "train_loss": "training loss"}[part] if j == 0 else "")
-        _legend(fig, _ordered(data["row"]))
+        _legend(fig, style, style.ordered(data["row"]))
         _suptitle(fig, "Learning curves (mean over seeds at the chosen rate; band: min to max; a "
                      "run stopped early holds its last value)")
         return _save(fig, out, "learning_curves")
@@ -556,7 +558,7 @@ def load_bench_records(records) -> pd.DataFrame:
     return df.dropna(subset=["n", "mixer"]).reset_index(drop=True)
 
 
-def plot_bench(bench, out: Path, n_min: int = 1024):
+def plot_bench(bench, out: Path, n_min: int = 1024, style: Style | None = None):
     try:
         df = load_bench(bench) if not isinstance(bench, pd.DataFrame) else bench
     except (OSError, ValueError) as e:
@@ -566,6 +568,7 @@ def plot_bench(bench, out: Path, n_min: int = 1024):
     if df.empty or not columns:
         _note(f"time against n skipped: no timed records in {bench}")
         return None
+    style = style or Style(sorted(df["mixer"].unique()))
     from matplotlib.figure import Figure
 
     titles = {"fwd_s": "forward", "fwdbwd_s": "forward + backward"}
@@ -576,7 +579,7 @@ def plot_bench(bench, out: Path, n_min: int = 1024):
         axes = fig.subplots(len(columns), 1, squeeze=False).ravel()
         for ax, col in zip(axes, columns):
             handles = []
-            for m in _ordered(df["mixer"]):
+            for m in style.ordered(df["mixer"]):
                 for b in backends:
                     part = df[(df["mixer"] == m) & (df["backend"] == b) & (df[col] > 0)]
                     part = part.groupby("n", as_index=False)[col].median().sort_values("n")
@@ -585,8 +588,8 @@ def plot_bench(bench, out: Path, n_min: int = 1024):
                     slope = fit_exponent(part["n"], part[col], n_min).exponent
                     fit = f"n^{slope:.2f}" if np.isfinite(slope) else "no fit"
                     label = f"{m}{f' [{b}]' if b else ''}: {fit}"
-                    (h,) = ax.plot(part["n"], part[col], marker=_STYLE.marker(m),
-                                   color=_STYLE.color(m),
+                    (h,) = ax.plot(part["n"], part[col], marker=style.marker(m),
+                                   color=style.color(m),
                                    ls=_LINESTYLES[backends.index(b) % len(_LINESTYLES)],
                                    label=label, ms=5)
                     handles.append(h)
@@ -614,10 +617,10 @@ def _find_bench(results_dir) -> Path | None:
 
 @dataclass(frozen=True)
 class Plot:
-    """A registered plot: `title` (the HTML page's caption), `draw(cells, out, metric, key)`
-    returning its PNG path or None (skipped, with a printed note), `accuracy` (drawn only for an
-    accuracy metric), `by_group` (drawn only with --group-by; the others get one curve per
-    group value)."""
+    """A registered plot: `title` (the HTML page's caption), `draw(cells, out, metric, key,
+    style)` returning its PNG path or None (skipped, with a printed note; `style` the rows'
+    colours, markers and legend text), `accuracy` (drawn only for an accuracy metric),
+    `by_group` (drawn only with --group-by; the others get one curve per group value)."""
 
     title: str
     draw: Callable
@@ -629,17 +632,20 @@ class Plot:
 #: (docs/analysis.md).
 PLOTS: list[Plot] = [
     Plot("Accuracy against the --group-by key",
-         lambda cells, out, metric, key: plot_group_by(cells, out, metric, key), by_group=True),
+         lambda cells, out, metric, key, style: plot_group_by(cells, out, metric, key, style),
+         by_group=True),
     Plot("Accuracy against sequence length",
-         lambda cells, out, metric, key: plot_seq_len(cells, out, metric)),
+         lambda cells, out, metric, key, style: plot_seq_len(cells, out, metric, style)),
     Plot("Accuracy against the swept task parameter",
-         lambda cells, out, metric, key: plot_task_sweep(cells, out, metric)),
+         lambda cells, out, metric, key, style: plot_task_sweep(cells, out, metric, style)),
     Plot("Accuracy against state size",
-         lambda cells, out, metric, key: plot_cache(cells, out, metric)),
+         lambda cells, out, metric, key, style: plot_cache(cells, out, metric, style=style)),
     Plot("Accuracy against hop diameter",
-         lambda cells, out, metric, key: plot_theory_axis(cells, out, metric, "hop_diameter")),
+         lambda cells, out, metric, key, style: plot_theory_axis(cells, out, metric,
+                                                                 "hop_diameter", style)),
     Plot("Accuracy against congestion",
-         lambda cells, out, metric, key: plot_theory_axis(cells, out, metric, "congestion")),
+         lambda cells, out, metric, key, style: plot_theory_axis(cells, out, metric,
+                                                                 "congestion", style)),
 ]
 
 
@@ -665,7 +671,6 @@ def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=
     labels, and `legend`, the keys each label stands for); `runs` the loaded results, for the
     learning curves. Without `bench`, a *bench*.json at the top of results_dir is used when
     there is one."""
-    global _STYLE
     out = Path(out)
     made = []
     has = cells is not None and not cells.empty
@@ -678,7 +683,6 @@ def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=
         style.order = list(dict.fromkeys([*style.order, *(x for r in style.order for x in
                                                           split.loc[cells["row"] == r, "row"])]))
         style.colors = colors_for(style.order)
-    _STYLE = style
     accuracy = lookup_metric(metric).accuracy
     if has and not accuracy:
         _note(f"accuracy plots skipped: {metric} is not an accuracy")
@@ -686,13 +690,13 @@ def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=
         for plot in PLOTS:
             if (plot.accuracy and not accuracy) or (plot.by_group and not key):
                 continue
-            path = plot.draw(cells if plot.by_group else split, out, metric, key)
+            path = plot.draw(cells if plot.by_group else split, out, metric, key, style)
             if path is not None:
                 made.append((plot.title.replace("the --group-by key", str(key)), path))
     else:
         _note("accuracy plots skipped: no results")
     if has and runs is not None:
-        path = plot_curves(split, runs, out)
+        path = plot_curves(split, runs, out, style)
         if path is not None:
             made.append(("Learning curves", path))
     bench = bench or _find_bench(results_dir)
@@ -700,7 +704,7 @@ def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=
         _note("time against n skipped: no benchmark JSON (--bench PATH, from python -m "
               "bench.ops)")
     else:
-        path = plot_bench(bench, out)
+        path = plot_bench(bench, out, style=style)
         if path is not None:
             made.append(("Time against n", path))
     return made

@@ -108,9 +108,9 @@ def test_a_registered_plot_is_drawn_with_the_style_passed_in(tmp_path):
     runs = load_results(root)
     seen = {}
 
-    def draw(cells, out, metric, key):
+    def draw(cells, out, metric, key, style):
         seen["rows"] = sorted(cells["row"].unique())
-        seen["color"] = plots._STYLE.color(seen["rows"][0])
+        seen["color"] = style.color(seen["rows"][0])
         return None
 
     plots.PLOTS.append(plots.Plot("probe", draw))
