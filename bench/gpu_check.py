@@ -20,6 +20,10 @@ is rewritten after each one, so a run cut short keeps what it measured:
 3. sanitizer     compute-sanitizer memcheck and synccheck (when the tool exists) on small odd
                  shapes, forward and backward, PyTorch's caching allocator off so that an
                  out-of-bounds access lands outside any allocation.
+   expanded      the state-expanded op's triton backend (bench/gpu_check_expanded.py): errors
+                 against its reference, se_first against fla's chunk_simple_gla, memcheck on one
+                 case, forward + backward against the chunked PyTorch form, n 1K to 16K; at most
+                 150 s or a third of what is left.
 4. occupancy     forward + backward of pow2 at n 8192 for every scan configuration (column
                  block 16 / 32 / 64, 4 / 8 warps) at batch x heads 32, 132, 200, 264: which is
                  fastest, against the one kernel_config picks (docs/triton.md, review item 4).
@@ -71,7 +75,8 @@ CHUNKED_LIMIT_S = 1.5
 # float32: 3xTF32 dots, about float32 accuracy; bfloat16: outputs rounded to bf16 and read back
 # by later positions (tests/mixers/test_triton.py TOL, measured); float64: IEEE dots
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float64: 1e-10}
-STAGES = ("correctness", "race", "sanitizer", "occupancy", "speed", "bf16_error", "pytest")
+STAGES = ("correctness", "race", "sanitizer", "expanded", "occupancy", "speed", "bf16_error",
+          "pytest")
 
 # (recurrent, cache_efficient, direct, n, d); chunk size CHUNK_SIZE (smoke: 16)
 CHECKS = [  # head size 64 as timed, plus odd head sizes (each new shape costs a compile)
@@ -375,16 +380,17 @@ def _sanitizer_tool():
     return None
 
 
-def stage_sanitizer(device, smoke, log, budget_s):
+def stage_sanitizer(device, smoke, log, budget_s, case="--sanitize-case",
+                    checks=("memcheck", "synccheck")):
     tool = _sanitizer_tool()
     if device.type != "cuda" or tool is None:
         log("  skipped: no compute-sanitizer" if tool is None else "  skipped: no GPU")
         return {"ok": True, "skipped": "no compute-sanitizer" if tool is None else "no GPU"}
     rows = []
     env = dict(os.environ, PYTORCH_NO_CUDA_MEMORY_CACHING="1", PYTHONUNBUFFERED="1")
-    for check in ("memcheck", "synccheck"):
+    for check in checks:
         cmd = [tool, "--tool", check, "--error-exitcode", "9", "--print-limit", "20",
-               sys.executable, "-m", "bench.gpu_check", "--sanitize-case"]
+               sys.executable, "-m", "bench.gpu_check", case]
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
@@ -691,9 +697,14 @@ def main(argv=None):
     ap.add_argument("--only", default="", help=f"comma-separated stages of {STAGES}")
     ap.add_argument("--skip", default="", help="comma-separated stages to leave out")
     ap.add_argument("--sanitize-case", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--sanitize-expanded-case", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.sanitize_case:
         return sanitize_case()
+    if args.sanitize_expanded_case:
+        from bench.gpu_check_expanded import sanitize_case as sanitize_expanded_case
+
+        return sanitize_expanded_case()
 
     only = [s for s in args.only.split(",") if s] or list(STAGES)
     skip = [s for s in args.skip.split(",") if s]
@@ -733,6 +744,17 @@ def main(argv=None):
                 res = stage_race(device, args.smoke, log)
             elif stage == "sanitizer":
                 res = stage_sanitizer(device, args.smoke, log, min(240.0, max(0.0, left - 200)))
+            elif stage == "expanded":
+                from bench.gpu_check_expanded import stage_expanded
+
+                def sanitizer():
+                    return stage_sanitizer(device, args.smoke, log, 60.0,
+                                           "--sanitize-expanded-case", ("memcheck",))
+
+                res = stage_expanded(device, args.smoke, log,
+                                     time.perf_counter() + min(150.0, max(30.0, left / 3)),
+                                     dtype, _timer(device),
+                                     sanitizer if device.type == "cuda" else None)
             elif stage == "occupancy":
                 # leaves the speed table most of what is left
                 res = stage_occupancy(device, args.smoke, log,

@@ -201,8 +201,8 @@ def _build_expanded(cfg: MixerConfig, d_model: int, num_heads: int, pos_emb: str
         raise ValueError(f"mixer.params: kind 'expanded' takes only 'coefficients' "
                          f"({' | '.join(COEFFICIENT_RULES)}), got {sorted(params)}")
     if cfg.backend not in BACKENDS_EXPANDED:
-        raise ValueError(f"mixer.backend: kind 'expanded' runs on {BACKENDS_EXPANDED} "
-                         f"(glr_expanded has no Triton backend), got {cfg.backend!r}")
+        raise ValueError(f"mixer.backend: kind 'expanded' runs on {BACKENDS_EXPANDED}, "
+                         f"got {cfg.backend!r}")
     return ExpandedMixer(d_model, num_heads, direct=cfg.direct, recurrent=cfg.recurrent,
                          cache_efficient=cfg.cache_efficient, chunk_size=cfg.chunk_size,
                          backend=cfg.backend, coefficients=rule,

@@ -19,9 +19,13 @@ q, k: [batch, heads, n, dk]; v: [batch, heads, n, dv]; alpha, a_idx, beta, b_idx
     chunked    all chunks at once when every direct read stays in its chunk (expanded_blocked.py:
                one batched C x C solve, batched products, matrix states only at the positions a
                later chunk reads); otherwise chunk by chunk (window, full direct parts)
-    auto       reference up to n = 256 (one n x n product beats the chunks), except where the
-               chunks read at most AUTO_BLOCKED_PAST past states (first); then chunked, or flat
-               where the chunks read many past states (`auto_backend`; docs/benchmarks.md)
+    triton     the flat form on the GPU: the glr Triton kernels (mixers/ops/triton_glr.py) over
+               the dk * dv columns of the flattened states; every pattern; CUDA tensors (or CPU
+               tensors under TRITON_INTERPRET=1, as the tests run it)
+    auto       triton for CUDA tensors; on the CPU reference up to n = 256 (one n x n product
+               beats the chunks), except where the chunks read at most AUTO_BLOCKED_PAST past
+               states (first); then chunked, or flat where the chunks read many past states
+               (`auto_backend`; docs/benchmarks.md)
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from .expanded_flat import expanded_flat
 from .expanded_recurrent import expanded_recurrent, last_reads
 from .expanded_reference import expanded_reference
 
-BACKENDS_EXPANDED = ("auto", "reference", "recurrent", "chunked", "flat")
+BACKENDS_EXPANDED = ("auto", "reference", "recurrent", "chunked", "flat", "triton")
 
 __all__ = ["glr_expanded", "BACKENDS_EXPANDED", "auto_backend", "mean_past_reads",
            "crossing_reads",
@@ -72,13 +76,14 @@ def glr_expanded(q, k, v, alpha, a_idx, beta, b_idx, backend: str = "auto",
     _check(q, k, v, alpha, a_idx, beta, b_idx)
     a_idx, b_idx = a_idx.long(), b_idx.long()
     if backend == "auto":
-        backend = auto_backend(b_idx, chunk_size, a_idx)
+        backend = "triton" if v.is_cuda else auto_backend(b_idx, chunk_size, a_idx)
     if backend == "reference":
         return expanded_reference(q, k, v, alpha, a_idx, beta, b_idx)
     if backend == "recurrent":
         return expanded_recurrent(q, k, v, alpha, a_idx, beta, b_idx)
-    if backend == "flat":
-        return expanded_flat(q, k, v, alpha, a_idx, beta, b_idx, chunk_size)
+    if backend in ("flat", "triton"):
+        glr_backend = "triton" if backend == "triton" else "chunked"
+        return expanded_flat(q, k, v, alpha, a_idx, beta, b_idx, chunk_size, glr_backend)
     plan = blocked_plan(a_idx, b_idx, chunk_size)
     if plan is not None:  # every direct read inside its chunk: all chunks at once
         return expanded_blocked(q, k, v, alpha, beta, plan)

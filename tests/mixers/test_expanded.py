@@ -229,7 +229,7 @@ def test_joint_softmax_keeps_outputs_bounded():
     ({"kind": "expanded", "direct": "self", "params": {"coefficients": "gate"}},
      "coefficients must be one of"),
     ({"kind": "expanded", "direct": "self", "params": {"expand": 2}}, "takes only 'coefficients'"),
-    ({"kind": "expanded", "direct": "self", "backend": "triton"}, "no Triton backend"),
+    ({"kind": "expanded", "direct": "self", "backend": "cuda"}, "backend must be one of"),
 ])
 def test_bad_configs(cfg, message):
     with pytest.raises(ValueError, match=message):
@@ -244,7 +244,7 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="v must be"):
         glr_expanded(q, k, v[:, :, :3], alpha, a_idx, beta, b_idx)
     with pytest.raises(ValueError, match="backend must be one of"):
-        glr_expanded(q, k, v, alpha, a_idx, beta, b_idx, backend="triton")
+        glr_expanded(q, k, v, alpha, a_idx, beta, b_idx, backend="fused")
     with pytest.raises(ValueError, match="b_idx"):
         glr_expanded(q, k, v, alpha, a_idx, beta, torch.zeros(5, 1, dtype=torch.long))
 
