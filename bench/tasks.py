@@ -2,8 +2,9 @@
 
 Prints examples per second per task (and the settings of VARIANTS), with its Chomsky level, on
 one thread (torch.set_num_threads(1); the generators are numpy, single-threaded) and writes JSON
-to `--out` (default bench_out/tasks.json; an empty string writes nothing). Times are wall clock and CPU (process) time, each the best of --repeats; on a
-shared machine the CPU time is the steadier figure.
+to `--out` (default bench_out/tasks.json; an empty string writes nothing). Times are wall clock
+and CPU (process) time, each the best of --repeats; on a shared machine the CPU time is the
+steadier figure.
 """
 
 from __future__ import annotations
