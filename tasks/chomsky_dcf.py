@@ -115,6 +115,7 @@ class ModularArithmeticBrackets(ChomskyTask):
     level = "dcf"
     version = 1
     TEST_PARAMS = {"length": 15}
+    BYTES_PER_TOKEN = 96  # the node arrays of the expansion besides inputs and targets
 
     def _validate(self) -> None:
         check_int("modulus", self.modulus, minimum=2)
@@ -137,45 +138,46 @@ class ModularArithmeticBrackets(ChomskyTask):
         return math.log2(self.modulus)
 
     def _draw(self, n, rng):
-        # A context-free grammar has no vectorized sampler that keeps the distribution: one
-        # expression at a time, from 2 L uniforms drawn up front (a node uses at most two).
+        # The grammar expanded breadth first over all rows at once: each round writes the
+        # tokens of the current nodes and draws their children's sizes (vectorized); the values
+        # are then combined bottom-up, the rounds in reverse (children come after parents).
         length, m = self.length, self.modulus
-        u = rng.random((n, 2 * length))
-        x = np.empty((n, length), dtype=np.int64)
-        y = np.empty((n, 1), dtype=np.int64)
-        for r in range(n):
-            tokens, value = self._expression(length, iter(u[r].tolist()), m)
-            x[r] = tokens
-            y[r, 0] = value
-        return x, y, None
-
-    def _expression(self, length: int, u, m: int) -> tuple[list[int], int]:
-        """One expression of exactly `length` tokens and its value mod m, expanded with an
-        explicit stack (no recursion limit): ('node', len) expands, ('tok', id) writes a token,
-        ('op', id) combines the two values on top of the value stack."""
         plus, minus, times, opening, closing = m, m + 1, m + 2, m + 3, m + 4
-        ops = (plus, minus, times) if self.mult else (plus, minus)
-        tokens: list[int] = []
-        values: list[int] = []
-        todo = [("node", length)]
-        while todo:
-            kind, a = todo.pop()
-            if kind == "tok":
-                tokens.append(a)
-            elif kind == "op":
-                right, left = values.pop(), values.pop()
-                values.append((left + right if a == plus else left - right if a == minus
-                               else left * right) % m)
-            elif a <= 4:  # d, -d, (d), (-d)
-                d = int(next(u) * m)
-                negative = a in (2, 4)
-                body = [minus, d] if negative else [d]
-                tokens.extend([opening, *body, closing] if a >= 3 else body)
-                values.append(-d % m if negative else d)
-            else:  # (E op E): the left part takes 1 .. a - 4 tokens, the rest the right part
-                left = 1 + int(next(u) * (a - 4))
-                op = ops[int(next(u) * len(ops))]
-                # pushed last to first: "(", left, op, right, ")", then combine
-                todo.extend([("op", op), ("tok", closing), ("node", a - 3 - left), ("tok", op),
-                             ("node", left), ("tok", opening)])
-        return tokens, values[0]
+        ops = np.array([plus, minus, times] if self.mult else [plus, minus], dtype=np.int64)
+        x = np.empty((n, length), dtype=np.int64)
+        # a value per node, roots first (node r = row r); a row has at most L / 2 + 1 nodes
+        value = np.zeros(n * (length // 2 + 1), dtype=np.int64)
+        count = n
+        row, start, size = np.arange(n), np.zeros(n, dtype=np.int64), np.full(n, length)
+        node = np.arange(n)
+        rounds = []  # per round: (node, op, left child, right child) of its inner nodes
+        while node.size:
+            leaf = size <= 4  # d, -d, (d), (-d)
+            r, s0, k = row[leaf], start[leaf], size[leaf]
+            d = rng.integers(0, m, size=r.size, dtype=np.int64)
+            bracket, negative = k >= 3, (k == 2) | (k == 4)
+            x[r, s0] = np.where(bracket, opening, np.where(negative, minus, d))
+            at = s0 + bracket  # where the sign or the digit goes inside a bracket
+            x[r[bracket], at[bracket]] = np.where(negative[bracket], minus, d[bracket])
+            x[r[negative], at[negative] + 1] = d[negative]
+            x[r[bracket], s0[bracket] + k[bracket] - 1] = closing
+            value[node[leaf]] = np.where(negative, -d % m, d)
+            inner = ~leaf  # (E op E): the left part takes 1 .. size - 4 tokens
+            r, s0, k = row[inner], start[inner], size[inner]
+            left = rng.integers(1, k - 3, dtype=np.int64) if r.size else k
+            op = ops[rng.integers(0, ops.size, size=r.size)]
+            x[r, s0] = opening
+            x[r, s0 + 1 + left] = op
+            x[r, s0 + k - 1] = closing
+            children = np.arange(count, count + 2 * r.size).reshape(2, -1)
+            count += 2 * r.size
+            rounds.append((node[inner], op, children[0], children[1]))
+            row = np.concatenate([r, r])
+            start = np.concatenate([s0 + 1, s0 + 2 + left])
+            size = np.concatenate([left, k - 3 - left])
+            node = children.ravel()
+        for parent, op, a, b in reversed(rounds):
+            va, vb = value[a], value[b]
+            value[parent] = np.where(op == plus, va + vb,
+                                     np.where(op == minus, va - vb, va * vb)) % m
+        return x, value[:n, None], None

@@ -314,3 +314,28 @@ def test_order_60_groups_separate_abelian_solvable_and_not():
     assert derived_series(*a5) == [60]  # perfect: never reaches 1, not solvable
     assert derived_series(*a4z5) == [60, 4, 1]  # solvable, and not abelian ([G, G] != 1)
     assert derived_series(*z60) == [60, 1]  # abelian
+
+
+def test_bracket_expressions_split_uniformly():
+    # the reference's law: an inner node of size a splits its left part uniformly in 1 .. a - 4,
+    # and draws its operator uniformly; read both off the root of length-9 expressions
+    task = make_task("modular_arithmetic_brackets", length=9, mult=True)
+    m = task.modulus
+    counts, ops = [0] * 6, {m: 0, m + 1: 0, m + 2: 0}
+    for row in task.generate(6000, 3).inputs.tolist():
+        x = row[:9]
+        assert x[0] == m + 3 and x[-1] == m + 4
+        if x[1] == m + 3:  # a bracketed left part: up to its closing bracket
+            depth, i = 0, 1
+            while True:
+                depth += {m + 3: 1, m + 4: -1}.get(x[i], 0)
+                if depth == 0:
+                    break
+                i += 1
+            left = i
+        else:
+            left = 2 if x[1] == m + 1 else 1
+        counts[left] += 1
+        ops[x[1 + left]] += 1
+    assert counts[0] == 0 and all(abs(c / 6000 - 1 / 5) < 0.03 for c in counts[1:]), counts
+    assert all(abs(c / 6000 - 1 / 3) < 0.03 for c in ops.values()), ops
