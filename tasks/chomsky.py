@@ -58,7 +58,6 @@ class ChomskyTask(Task):
 
     level: ClassVar[str] = ""
     MIN_LENGTH: ClassVar[int] = 1
-    LENGTH_RULE: ClassVar[str] = ""  # what else the length must satisfy, for the message
 
     def __post_init__(self) -> None:
         check_int("length", self.length, minimum=self.MIN_LENGTH)
@@ -134,11 +133,6 @@ class ChomskyTask(Task):
         index[:, length:] = np.arange(k)
         slices = masked_bucket_slices(self.buckets(), index, mask)
         return TaskData(torch.from_numpy(inputs), torch.from_numpy(targets), slices)
-
-
-def check_symbols(field: str, value: int, minimum: int = 2) -> None:
-    """An alphabet size: an integer >= minimum (at most MAX_SIZE)."""
-    check_int(field, value, minimum=minimum)
 
 
 def ended(result: np.ndarray, size: np.ndarray, width: int, end: int

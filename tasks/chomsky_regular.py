@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .base import check_int
-from .chomsky import ChomskyTask, check_symbols
+from .chomsky import ChomskyTask
 
 OPERATORS = "+-*"
 
@@ -66,13 +66,12 @@ class ModularArithmetic(_Classify):
     name = "modular_arithmetic"
     version = 1
     TEST_PARAMS = {"length": 11}
-    LENGTH_RULE = "odd"
 
     def _validate(self) -> None:
         if self.length % 2 == 0:
             raise ValueError(f"length={self.length} must be odd (digit, then operator-digit "
                              "pairs)")
-        check_symbols("modulus", self.modulus)
+        check_int("modulus", self.modulus, minimum=2)
         if (not isinstance(self.operators, str) or not self.operators
                 or set(self.operators) - set(OPERATORS)
                 or len(set(self.operators)) != len(self.operators)):
