@@ -23,6 +23,7 @@ Each class states its level of the hierarchy in the class attribute `level`
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import abstractmethod
 from typing import ClassVar
 
@@ -133,6 +134,40 @@ class ChomskyTask(Task):
         index[:, length:] = np.arange(k)
         slices = masked_bucket_slices(self.buckets(), index, mask)
         return TaskData(torch.from_numpy(inputs), torch.from_numpy(targets), slices)
+
+
+@dataclasses.dataclass(frozen=True)
+class StringTask(ChomskyTask):
+    """A task on a uniform string over `num_symbols` symbols, answered by a string of the same
+    symbols (`_answer`; L of them unless `output_len` says otherwise)."""
+
+    num_symbols: int = 2
+
+    def _validate(self) -> None:
+        check_int("num_symbols", self.num_symbols, minimum=2)
+
+    @property
+    def in_symbols(self) -> int:
+        return self.num_symbols
+
+    @property
+    def out_symbols(self) -> int:
+        return self.num_symbols
+
+    def output_len(self, length: int) -> int:
+        return length
+
+    @property
+    def info_bits(self) -> float:
+        """The whole string must be held at the separator: L log2 k."""
+        return self.length * math.log2(self.num_symbols)
+
+    def _draw(self, n, rng):
+        x = rng.integers(0, self.num_symbols, size=(n, self.length), dtype=np.int64)
+        return x, self._answer(x), None
+
+    def _answer(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
 
 def ended(result: np.ndarray, size: np.ndarray, width: int, end: int

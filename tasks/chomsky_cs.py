@@ -22,50 +22,16 @@ import math
 
 import numpy as np
 
-from .base import check_int, log2_binomial
-from .chomsky import ChomskyTask, ended
+from .base import log2_binomial
+from .chomsky import ChomskyTask, StringTask, ended
 
 PLUS, END, MISSING, PAD = 2, 2, 2, 3
 
 
 @dataclasses.dataclass(frozen=True)
-class _Strings(ChomskyTask):
-    """A task on a uniform string over `num_symbols` symbols, answered by a string."""
-
-    num_symbols: int = 2
-
-    level = "cs"
-
-    def _validate(self) -> None:
-        check_int("num_symbols", self.num_symbols, minimum=2)
-
-    @property
-    def in_symbols(self) -> int:
-        return self.num_symbols
-
-    @property
-    def out_symbols(self) -> int:
-        return self.num_symbols
-
-    def output_len(self, length: int) -> int:
-        return length
-
-    @property
-    def info_bits(self) -> float:
-        """The whole string must be held at the separator: L log2 k."""
-        return self.length * math.log2(self.num_symbols)
-
-    def _draw(self, n, rng):
-        x = rng.integers(0, self.num_symbols, size=(n, self.length), dtype=np.int64)
-        return x, self._answer(x), None
-
-    def _answer(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-
-@dataclasses.dataclass(frozen=True)
-class DuplicateString(_Strings):
+class DuplicateString(StringTask):
     name = "duplicate_string"
+    level = "cs"
     version = 1
     TEST_PARAMS = {"length": 10}
 
@@ -77,8 +43,9 @@ class DuplicateString(_Strings):
 
 
 @dataclasses.dataclass(frozen=True)
-class OddsFirst(_Strings):
+class OddsFirst(StringTask):
     name = "odds_first"
+    level = "cs"
     version = 1
     TEST_PARAMS = {"length": 11}
 
@@ -87,10 +54,11 @@ class OddsFirst(_Strings):
 
 
 @dataclasses.dataclass(frozen=True)
-class BucketSort(_Strings):
+class BucketSort(StringTask):
     num_symbols: int = 5
 
     name = "bucket_sort"
+    level = "cs"
     version = 1
     TEST_PARAMS = {"length": 12}
 

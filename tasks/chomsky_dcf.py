@@ -20,41 +20,20 @@ import math
 import numpy as np
 
 from .base import check_bool, check_int
-from .chomsky import ChomskyTask, ended
+from .chomsky import ChomskyTask, StringTask, ended
 
 POP, PUSH0, PUSH1, END = 2, 3, 4, 2
 
 
 @dataclasses.dataclass(frozen=True)
-class ReverseString(ChomskyTask):
-    num_symbols: int = 2
-
+class ReverseString(StringTask):
     name = "reverse_string"
     level = "dcf"
     version = 1
     TEST_PARAMS = {"length": 12}
 
-    def _validate(self) -> None:
-        check_int("num_symbols", self.num_symbols, minimum=2)
-
-    @property
-    def in_symbols(self) -> int:
-        return self.num_symbols
-
-    @property
-    def out_symbols(self) -> int:
-        return self.num_symbols
-
-    def output_len(self, length: int) -> int:
-        return length
-
-    @property
-    def info_bits(self) -> float:
-        return self.length * math.log2(self.num_symbols)
-
-    def _draw(self, n, rng):
-        x = rng.integers(0, self.num_symbols, size=(n, self.length), dtype=np.int64)
-        return x, x[:, ::-1], None
+    def _answer(self, x):
+        return x[:, ::-1]
 
 
 @dataclasses.dataclass(frozen=True)
