@@ -27,6 +27,10 @@ def results(tmp_path):
 
 
 def test_levels_of_tasks():
+    from analysis.levels import LEVELS
+    from tasks.chomsky import LEVELS as TASK_LEVELS
+
+    assert LEVELS == TASK_LEVELS
     assert level_of("even_pairs") == "regular" and level_of("state_tracking") == "regular"
     assert level_of("stack_manipulation") == "dcf" and level_of("bucket_sort") == "cs"
     assert level_of("mqar") is None and level_of("nope") is None and level_of(None) is None
