@@ -32,6 +32,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
+from .chomsky import ChomskyTask
+from .registry import TASKS
+
 LABEL = re.compile(r"^n(\d+)(?:-[A-Za-z0-9_.=+]+)?$")
 
 
@@ -64,9 +67,7 @@ def _odd_length(n: int) -> dict:
     return {"length": n - 1}
 
 
-CHOMSKY = ("even_pairs", "modular_arithmetic", "cycle_navigation", "reverse_string",
-           "stack_manipulation", "modular_arithmetic_brackets", "duplicate_string", "odds_first",
-           "binary_addition", "bucket_sort", "missing_duplicate", "binary_multiplication")
+CHOMSKY = tuple(name for name, cls in TASKS.items() if issubclass(cls, ChomskyTask))
 
 
 SCALES: dict[str, Callable[[int], dict]] = {
@@ -83,7 +84,7 @@ SCALES: dict[str, Callable[[int], dict]] = {
 def task_length(task) -> int:
     """The protocol length of a built task: its seq_len, or for a Chomsky-hierarchy task its
     input length (modular_arithmetic's length L - 1 stands for the even L)."""
-    if task.name in CHOMSKY:
+    if isinstance(task, ChomskyTask):
         return task.length + (task.name == "modular_arithmetic")
     return task.seq_len
 
