@@ -41,8 +41,9 @@ def _length(name: str, params: dict, label: str, overrides: dict) -> int:
     if n is not None:
         return n
     from tasks import make_task  # a label without its length: the task says it
+    from tasks.lengthgen import task_length
 
-    return int(make_task(name, **{**params, **(overrides or {})}).seq_len)
+    return int(task_length(make_task(name, **{**params, **(overrides or {})})))
 
 
 def setting_lengths(task_config: dict) -> tuple[dict[str, int], dict[str, int]]:

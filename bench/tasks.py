@@ -1,9 +1,10 @@
 """Generation speed of every task at its default size: `python -m bench.tasks` (or `make bench`).
 
-Prints examples per second per task on one thread (torch.set_num_threads(1); the generators are
-numpy, single-threaded) and writes JSON to `--out` (default bench_out/tasks.json; an empty string
-writes nothing). Times are wall clock and CPU (process) time, each the best of --repeats; on a
-shared machine the CPU time is the steadier figure.
+Prints examples per second per task (and the settings of VARIANTS), with its Chomsky level, on
+one thread (torch.set_num_threads(1); the generators are numpy, single-threaded) and writes JSON
+to `--out` (default bench_out/tasks.json; an empty string writes nothing). Times are wall clock
+and CPU (process) time, each the best of --repeats; on a shared machine the CPU time is the
+steadier figure.
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ import torch
 
 from tasks.registry import TASKS, make_task
 
+# settings timed beside each task's defaults: label -> (task, params)
+VARIANTS = {
+    "state_tracking[A5]": ("state_tracking", {"group": "alternating", "degree": 5}),
+    "state_tracking[A4xZ5]": ("state_tracking", {"group": "alternating_x_cyclic", "degree": 4,
+                                                 "order": 5}),
+    "state_tracking[Z60]": ("state_tracking", {"group": "cyclic", "order": 60}),
+}
 
-def bench_task(name: str, num_examples: int, repeats: int, seed: int = 0) -> dict:
-    task = make_task(name)
+
+def bench_task(name: str, num_examples: int, repeats: int, seed: int = 0,
+               params: dict | None = None) -> dict:
+    task = make_task(name, **(params or {}))
     walls, cpus = [], []
     for r in range(repeats):
         w0, c0 = time.perf_counter(), time.process_time()
@@ -31,6 +41,7 @@ def bench_task(name: str, num_examples: int, repeats: int, seed: int = 0) -> dic
     wall, cpu = min(walls), min(cpus)
     return {
         "task": name,
+        "level": task.level,
         "config": task.config(),
         "num_examples": num_examples,
         "seq_len": task.seq_len,
@@ -52,15 +63,19 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     results = []
     print(
-        f"{'task':<16} {'N':>8} {'seq_len':>7} {'wall s':>8} {'cpu s':>8} "
+        f"{'task':<28} {'level':<7} {'N':>8} {'seq_len':>7} {'wall s':>8} {'cpu s':>8} "
         f"{'examples/s':>12} {'per cpu s':>12}"
     )
-    for name in args.tasks:
-        row = bench_task(name, args.num_examples, args.repeats)
+    runs = [(name, name, {}) for name in args.tasks]
+    runs += [(label, name, params) for label, (name, params) in VARIANTS.items()
+             if name in args.tasks]
+    for label, name, params in runs:
+        row = bench_task(name, args.num_examples, args.repeats, params=params)
+        row["label"] = label
         results.append(row)
         print(
-            f"{name:<16} {row['num_examples']:>8} {row['seq_len']:>7} {row['wall_s']:>8.3f} "
-            f"{row['cpu_s']:>8.3f} {row['examples_per_s']:>12,.0f} "
+            f"{label:<28} {row['level'] or '-':<7} {row['num_examples']:>8} {row['seq_len']:>7} "
+            f"{row['wall_s']:>8.3f} {row['cpu_s']:>8.3f} {row['examples_per_s']:>12,.0f} "
             f"{row['examples_per_cpu_s']:>12,.0f}"
         )
     report = {

@@ -104,6 +104,9 @@ class Task(ABC):
     TEST_PARAMS: ClassVar[dict] = {}
     """Small, valid parameters that generate quickly: what the generic tests in tests/tasks use
     (every registered task sets its own)."""
+    level: ClassVar[str | None] = None
+    """The task's level of the Chomsky hierarchy (`regular`, `dcf` or `cs`, tasks/chomsky.py),
+    which analysis/levels.py groups and averages by; None for a task outside it."""
     BYTES_PER_TOKEN: ClassVar[int] = 48
     """Peak bytes per (example, position) of `_generate`, besides one byte per slice: int64
     inputs and targets (16) plus the generator's temporaries. An estimate, used by the guard."""

@@ -15,7 +15,13 @@ length of every setting from its label. The length is the task's `seq_len`:
     selective_copy  num_tokens = L / 8 data tokens in a prefix of L - L / 8 (seq_len = L)
     mqar            seq_len = L, num_kv_pairs = L / 8 (the pairs grow with the length)
     flipflop        seq_len = L
-    state_tracking  seq_len = L (parity, cyclic, permutation)
+    state_tracking  seq_len = L (parity, cyclic, permutation, alternating, alternating_x_cyclic)
+    the Chomsky-hierarchy tasks (tasks/chomsky.py)
+                    length = L input tokens (the reference's length; seq_len adds the output
+                    tape); modular_arithmetic, whose expressions have odd lengths, takes an
+                    even L and holds L - 1 tokens (the reference's rule)
+
+`task_length(task)` is the length a setting of a task has under this rule.
 
 Any other task's size does not follow one length (memorization's table is fixed, multihop and
 the recall families have several independent sizes): asking for it is a ValueError saying so.
@@ -25,6 +31,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+
+from .chomsky import ChomskyTask
+from .registry import TASKS
 
 LABEL = re.compile(r"^n(\d+)(?:-[A-Za-z0-9_.=+]+)?$")
 
@@ -48,13 +57,36 @@ def _seq_len(n: int) -> dict:
     return {"seq_len": n}
 
 
+def _input_length(n: int) -> dict:
+    return {"length": n}
+
+
+def _odd_length(n: int) -> dict:
+    _need(n % 2 == 0, "modular_arithmetic", n, "even (its expression holds L - 1 tokens, the "
+          "reference's rule)")
+    return {"length": n - 1}
+
+
+CHOMSKY = tuple(name for name, cls in TASKS.items() if issubclass(cls, ChomskyTask))
+
+
 SCALES: dict[str, Callable[[int], dict]] = {
     "copy": _copy,
     "selective_copy": _selective_copy,
     "mqar": _mqar,
     "flipflop": _seq_len,
     "state_tracking": _seq_len,
+    **{name: _input_length for name in CHOMSKY},
+    "modular_arithmetic": _odd_length,
 }
+
+
+def task_length(task) -> int:
+    """The protocol length of a built task: its seq_len, or for a Chomsky-hierarchy task its
+    input length (modular_arithmetic's length L - 1 stands for the even L)."""
+    if isinstance(task, ChomskyTask):
+        return task.length + (task.name == "modular_arithmetic")
+    return task.seq_len
 
 
 def _need(ok: bool, task: str, n: int, what: str) -> None:
@@ -106,6 +138,16 @@ PROTOCOLS: dict[str, dict] = {
                                                     "score": "all"}},
     "permutation": {"name": "state_tracking", "params": {"group": "permutation", "degree": 3,
                                                          "score": "all"}},
+    # order 60: non-solvable (A_5), solvable and not abelian (A_4 x Z_5), abelian (Z_60)
+    "alternating": {"name": "state_tracking", "params": {"group": "alternating", "degree": 5,
+                                                         "score": "all"}},
+    "alternating_x_cyclic": {"name": "state_tracking",
+                             "params": {"group": "alternating_x_cyclic", "degree": 4,
+                                        "order": 5, "score": "all"}},
+    "cyclic60": {"name": "state_tracking", "params": {"group": "cyclic", "order": 60,
+                                                      "score": "all"}},
+    # the Chomsky-hierarchy tasks at the reference's alphabets (their defaults)
+    **{name: {"name": name, "params": {}} for name in CHOMSKY},
 }
 
 

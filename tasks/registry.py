@@ -7,6 +7,16 @@ import hashlib
 import json
 
 from .base import GENERATOR_VERSION, Task, check_int
+from .chomsky_cs import (
+    BinaryAddition,
+    BinaryMultiplication,
+    BucketSort,
+    DuplicateString,
+    MissingDuplicate,
+    OddsFirst,
+)
+from .chomsky_dcf import ModularArithmeticBrackets, ReverseString, StackManipulation
+from .chomsky_regular import CycleNavigation, EvenPairs, ModularArithmetic
 from .copy import Copy, SelectiveCopy
 from .flipflop import FlipFlop
 from .memorization import Memorization
@@ -27,6 +37,19 @@ TASKS: dict[str, type[Task]] = {
         NoisyRecall,
         FuzzyRecall,
         Memorization,
+        # the Chomsky-hierarchy tasks (Deletang et al. 2023): regular, dcf, cs
+        EvenPairs,
+        ModularArithmetic,
+        CycleNavigation,
+        ReverseString,
+        StackManipulation,
+        ModularArithmeticBrackets,
+        DuplicateString,
+        OddsFirst,
+        BinaryAddition,
+        BucketSort,
+        MissingDuplicate,
+        BinaryMultiplication,
     )
 }
 

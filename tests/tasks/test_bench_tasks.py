@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.tasks import VARIANTS
 from tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,4 +24,9 @@ def test_bench_tasks_covers_the_registry(tmp_path):
     )
     report = json.loads(out.read_text())
     assert {row["task"] for row in report["results"]} == set(TASKS)
+    labels = [row["label"] for row in report["results"]]
+    assert set(VARIANTS) <= set(labels) and len(labels) == len(TASKS) + len(VARIANTS)
+    levels = {row["label"]: row["level"] for row in report["results"]}
+    assert levels["bucket_sort"] == "cs" and levels["state_tracking[A5]"] == "regular"
+    assert levels["mqar"] is None
     assert all(row["examples_per_s"] > 0 for row in report["results"])

@@ -17,6 +17,7 @@ from tasks.lengthgen import (
     length_settings,
     overrides,
     protocol,
+    task_length,
 )
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "task" / "lengthgen"
@@ -35,9 +36,9 @@ def test_every_setting_has_the_length_its_label_names(key):
     mix = make_mixture(p["name"], p["params"], p["train_settings"], p["test_settings"])
     for settings in (mix.train, mix.test):
         for label, task in settings.items():
-            assert task.seq_len == label_length(label), (key, label)
-    assert sorted({t.seq_len for t in mix.train.values()}) == list(TRAIN_LENGTHS)
-    assert sorted({t.seq_len for t in mix.test.values()}) == list(TEST_LENGTHS)
+            assert task_length(task) == label_length(label), (key, label)
+    assert sorted({task_length(t) for t in mix.train.values()}) == list(TRAIN_LENGTHS)
+    assert sorted({task_length(t) for t in mix.test.values()}) == list(TEST_LENGTHS)
     assert TEST_LENGTHS == (TRAIN_MAX, 2 * TRAIN_MAX, 4 * TRAIN_MAX, 8 * TRAIN_MAX)
 
 
@@ -76,3 +77,26 @@ def test_lengths_that_do_not_fit_a_layout_are_named(task, n, what):
         overrides(task, n)
     with pytest.raises(ValueError, match="length must be an integer >= 1"):
         overrides(task, 0)
+
+
+def test_the_chomsky_tasks_and_the_order_60_groups_have_protocols():
+    from tasks import TASKS
+
+    levelled = {name for name, cls in TASKS.items() if cls.level in ("regular", "dcf", "cs")}
+    assert levelled - {"state_tracking"} <= set(PROTOCOLS)
+    groups = {k: protocol(k)["params"] for k in ("alternating", "alternating_x_cyclic",
+                                                  "cyclic60")}
+    assert {make_mixture("state_tracking", p, {"a": {"seq_len": 8}}, {}).vocab_size
+            for p in groups.values()} == {60}
+
+
+def test_the_chomsky_length_is_the_input_length():
+    # the reference's length: the input; the output tape comes on top of it
+    assert overrides("duplicate_string", 64) == {"length": 64}
+    p = protocol("duplicate_string")
+    mix = make_mixture(p["name"], p["params"], p["train_settings"], p["test_settings"])
+    assert mix.test[f"n{TEST_LENGTHS[-1]}"].seq_len == 3 * TEST_LENGTHS[-1]
+    # modular arithmetic's expressions have odd lengths: an even L holds L - 1 tokens
+    assert overrides("modular_arithmetic", 32) == {"length": 31}
+    with pytest.raises(ValueError, match="length 33 of task 'modular_arithmetic' must be even"):
+        overrides("modular_arithmetic", 33)
