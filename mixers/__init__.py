@@ -1,5 +1,6 @@
 """Token mixers of the generalized linear recurrence Y = (I - B)^{-1} A V."""
 
+from . import chacal as chacal  # registers the kind "chacal" (docs/design.md, ChaCAL)
 from . import expanded as expanded  # registers the kind "expanded" (docs/design.md 1.4)
 from . import fla_adapter  # noqa: F401  registers kind: fla (fla itself loads only when built)
 from .config import MixerConfig

@@ -121,14 +121,29 @@ class GLRMixer(nn.Module):
         s = self.pos.bias(gather_dot(q, a_idx.clamp(min=0), k, n) * scale, pos, a_idx)
         s = s.masked_fill(a_idx < 0, float("-inf"))
         if self.has_recurrence:
-            kr = self.pos.rotate(_split_heads(self.kr(x), self.num_heads), pos)
+            kr = self._recurrent_keys(x, k, pos)
             r = self.pos.bias(gather_dot(q, b_idx.clamp(min=0), kr, n) * scale, pos, b_idx)
+            offset = self._recurrent_offset()
+            if offset is not None:
+                r = r + offset.view(-1, 1, 1)
             r = r.masked_fill(b_idx < 0, float("-inf"))
             coef = torch.softmax(torch.cat([s, r], dim=-1), dim=-1)
         else:
             coef = torch.softmax(s, dim=-1)
         alpha, beta = coef.split([a_idx.shape[1], b_idx.shape[1]], dim=-1)
         return alpha, a_idx, beta, b_idx
+
+    def _recurrent_keys(self, x, k, pos):
+        """The keys of the recurrent scores, shaped as the rotated direct keys k ([B, H, n, dh],
+        or [B, H, dh] for one token; x the layer input [B, n, d_model] or [B, d_model]): the
+        recurrence's own projection kr, rotated under rope. A subclass may share k instead."""
+        kr = self.kr(x).unflatten(-1, (self.num_heads, self.head_dim)).movedim(-2, 1)
+        return self.pos.rotate(kr, pos)
+
+    def _recurrent_offset(self) -> torch.Tensor | None:
+        """A per-head constant [H] added to every recurrent score before the joint softmax, or
+        None (GLRMixer: none). mixers/chacal.py puts the log-odds of its gate g here."""
+        return None
 
     @torch.no_grad()
     def mixing_matrix(self, x: torch.Tensor):
@@ -165,6 +180,7 @@ class GLRMixer(nn.Module):
         q, k = self.pos.rotate(q, pos), self.pos.rotate(k, pos)
         cache["direct"][t] = (k, v)
         read = list(self.direct.reads(t))
+        num_direct = len(read)
         keys = [cache["direct"][j][0] for j in read]
         vals = [cache["direct"][j][1] for j in read]
         if self.has_recurrence:
@@ -175,11 +191,13 @@ class GLRMixer(nn.Module):
         keys, vals = torch.stack(keys, dim=2), torch.stack(vals, dim=2)  # [b, h, m, dh]
         s = (keys @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.head_dim)
         s = self.pos.bias(s, pos, torch.tensor(read, device=x_t.device))
+        offset = self._recurrent_offset() if self.has_recurrence else None
+        if offset is not None:  # on the recurrent scores, the last len(reads) of the row
+            s = torch.cat([s[..., :num_direct], s[..., num_direct:] + offset.view(-1, 1)], -1)
         w = torch.softmax(s, -1)
         y = (w.unsqueeze(-1) * vals).sum(2)  # [b, h, dh]
         if self.has_recurrence:
-            kr = self.pos.rotate(self.kr(x_t).view(b, self.num_heads, self.head_dim), pos)
-            cache["recurrent"][t] = (kr, y)
+            cache["recurrent"][t] = (self._recurrent_keys(x_t, k, pos), y)
             live = set(self.recurrent.live(t))
             cache["recurrent"] = {j: e for j, e in cache["recurrent"].items() if j in live}
         live = set(self.direct.live(t))
