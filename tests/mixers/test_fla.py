@@ -22,7 +22,8 @@ from mixers import fla_adapter as fa
 from runners.paths import catalogue
 
 BASELINES = ["gla", "deltanet", "gated_deltanet", "mamba2", "retnet", "hgrn2",
-             "log_linear_attention"]
+             "log_linear_attention", "deltanet_neg", "gated_deltanet_neg", "gated_deltaproduct",
+             "kda", "rwkv7"]
 NO_CPU_STEP = {"log_linear_attention"}  # fla ships no recurrent reference for it
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 
@@ -41,6 +42,17 @@ def _agree(f1, f2, inputs):
     g2 = torch.autograd.grad((y2 * w).sum(), inputs)
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, **TOL)
+
+
+def _built(name, d_model, num_heads):
+    """The catalogue baseline with every parameter moved off fla's initialisation: some inits
+    are zero (RWKV-7's output projection), which would make every check below trivial."""
+    mixer = build_mixer(catalogue()[name], d_model=d_model, num_heads=num_heads)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in mixer.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return mixer
 
 
 # -- the op swapped in on CPU against a second form ---------------------------------------------
@@ -163,7 +175,7 @@ def test_step_decodes_like_the_forward(name):
     """Forward at n = 66 (> 64: fla's layers run their chunk mode there) against n calls of
     `step`, which run fla's recurrent mode with its own cache (state and conv windows)."""
     torch.manual_seed(0)
-    mixer = build_mixer(catalogue()[name], d_model=16, num_heads=2).eval()
+    mixer = _built(name, d_model=16, num_heads=2).eval()
     x = torch.randn(1, 66, 16)
     with torch.no_grad():
         y = mixer(x)
@@ -177,7 +189,7 @@ def test_step_decodes_like_the_forward(name):
 @pytest.mark.parametrize("name", BASELINES)
 def test_forward_is_causal_and_trains(name):
     torch.manual_seed(0)
-    mixer = build_mixer(catalogue()[name], d_model=16, num_heads=2)
+    mixer = _built(name, d_model=16, num_heads=2)
     x = torch.randn(2, 40, 16, requires_grad=True)
     y = mixer(x)
     x2 = x.detach().clone()
@@ -195,7 +207,7 @@ def test_cpu_path_matches_fla_kernels_on_a_gpu(name):
     """Where a GPU is present: the same weights through fla's kernels (CUDA) and through the
     CPU references, outputs and gradients. Tolerances allow for the kernels' TF32 matmuls."""
     torch.manual_seed(0)
-    cpu = build_mixer(catalogue()[name], d_model=64, num_heads=4)
+    cpu = _built(name, d_model=64, num_heads=4)
     gpu = copy.deepcopy(cpu).cuda()
     x = torch.randn(2, 128, 64, requires_grad=True)
     xg = x.detach().cuda().requires_grad_()
