@@ -144,9 +144,9 @@ class GLRMixer(nn.Module):
         [B, H, n, n], with A and B the dense direct and recurrent coefficient matrices and
         M = (I - B)^{-1} A, so that the op's output (before `out`) is M @ v per head. Every
         row of [A | B] is a probability vector, so M is row-stochastic (with signed
-        coefficients, docs/design.md 1.9, rows of [A | |B|] sum to 1 and M may be negative);
-        for attention (no recurrence) M = A is the causal softmax attention matrix. O(n^2)
-        memory: analysis only.
+        coefficients, docs/design.md 1.9, rows of [A | |B|] sum to at most 1 and M may be
+        negative); for attention (no recurrence) M = A is the causal softmax attention matrix.
+        O(n^2) memory: analysis only.
         """
         n = x.shape[1]
         q, k, _ = self._qkv(x)
