@@ -7,7 +7,9 @@ RESULT_DIR is one run's folder (result.json and final.ckpt, written with save_ch
 or a folder searched for them. For each run, on the first --num-seqs test sequences, every
 layer's effective token mixing per head is M = (I - B)^{-1} A (GLRMixer.mixing_matrix; for
 attention its attention matrix). M is row-stochastic and non-negative (the joint softmax), so
-M[i, j] is the share of output i's mixture that comes from input j. Since (I - B)^{-1} =
+M[i, j] is the share of output i's mixture that comes from input j (with signed coefficients,
+docs/design.md 1.10, M may be negative: rows have absolute sum at most 1 and the shares are
+signed). Since (I - B)^{-1} =
 sum_{h >= 0} B^h, the part of it that arrives through exactly h recurrent hops is
 W_h = B^h A. Measured on the scored rows i of the copy task, whose source is input i - copy_len:
 
@@ -126,7 +128,8 @@ def min_hops(B: torch.Tensor, A: torch.Tensor, rows, sources, per_row: bool = Fa
     """The fewest recurrent hops by which the pattern (the support of B and A) reaches each
     row's source; the largest over the rows (None: unreachable). per_row: the array (-1:
     unreachable). A cache-efficient pattern's rows differ (pow2_cache: 1 to 5 at distance 40)."""
-    sb, sa = (B[0, 0] > 0).double(), (A[0, 0] > 0).double()
+    # the support: nonzero coefficients (signed ones, docs/design.md 1.10, may be negative)
+    sb, sa = (B[0, 0] != 0).double(), (A[0, 0] != 0).double()
     need = np.full(len(rows), -1)
     W = sa
     for h in range(A.shape[-1]):

@@ -13,6 +13,9 @@ come from their own projections, never from S, which is what makes the masked fo
     decay (Mamba-2 / GLA style): a per-head gate g_i = sigmoid(w . x_i + b) splits the row,
         alpha = (1 - g_i) softmax(direct scores), beta = g_i softmax(recurrent scores). With
         recurrent=first this is S_i = (1 - g_i) k_i v_i^T + g_i S_{i-1}. Rows stay convex.
+    signed (docs/design.md 1.10): the softmax rows with beta times a per-token, per-head sign
+        sigma_i in (-1, 1) (mixers/signed.py). Rows of [A | |B|] sum to at most 1, so
+        ||S_i|| <= max_j ||k_j v_j^T|| in any norm, at any n; the carried state may flip sign.
 
 The readout is o_i, normalised per head by RMS (as GLA and RetNet do), then the output
 projection. q is scaled by 1/sqrt(head_dim) before the op (the op has no scale inside).
@@ -36,8 +39,9 @@ from .ops.expanded import BACKENDS_EXPANDED, glr_expanded
 from .patterns import make_direct, make_pattern
 from .positions import ScorePositions
 from .registry import register_kind
+from .signed import SignGate, coefficient_rule, signed_rows
 
-COEFFICIENT_RULES = ("softmax", "decay")
+COEFFICIENT_RULES = ("softmax", "decay", "signed")
 
 
 class ExpandedMixer(nn.Module):
@@ -48,9 +52,6 @@ class ExpandedMixer(nn.Module):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
-        if coefficients not in COEFFICIENT_RULES:
-            raise ValueError(f"mixer.params.coefficients must be one of {COEFFICIENT_RULES}, "
-                             f"got {coefficients!r}")
         self.num_heads, self.head_dim = num_heads, d_model // num_heads
         # rope rotates the read-out's q and k and the coefficient query and keys; alibi biases
         # the coefficient scores (the read-out q . k is linear, not a softmax score)
@@ -59,6 +60,8 @@ class ExpandedMixer(nn.Module):
         self.recurrent = make_pattern(recurrent, cache_efficient=cache_efficient)
         self.chunk_size, self.backend, self.coefficients = chunk_size, backend, coefficients
         self.has_recurrence = self.recurrent.num_terms != 0
+        coefficient_rule({"coefficients": coefficients}, "expanded", COEFFICIENT_RULES,
+                         self.has_recurrence)
         # q, k, v of the state; cq, ck the coefficient query and direct keys; ckr the recurrent
         # coefficient keys (docs/design.md 1.4: scores from a separate query and keys)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
@@ -66,19 +69,23 @@ class ExpandedMixer(nn.Module):
         self.coef = nn.Linear(d_model, (3 if self.has_recurrence else 2) * d_model, bias=False)
         self.gate = (nn.Linear(d_model, num_heads)
                      if coefficients == "decay" and self.has_recurrence else None)
+        self.sign = SignGate(d_model, num_heads) if coefficients == "signed" else None
         self.norm = nn.RMSNorm(self.head_dim, eps=eps)
         self.out = nn.Linear(d_model, d_model, bias=False)
 
     # -- coefficients ------------------------------------------------------------------------
     def _rows(self, s, r, x):
         """[alpha | beta] rows from direct scores s [.., Ka] and recurrent scores r [.., Kb]
-        (-inf where nothing is read); x the layer input for the decay gate ([b, n, d] or
-        [b, d])."""
+        (-inf where nothing is read); x the layer input for the decay or sign gate ([b, n, d]
+        or [b, d])."""
         if r is None:
             return torch.softmax(s, dim=-1), None
         if self.gate is None:
             coef = torch.softmax(torch.cat([s, r], dim=-1), dim=-1)
-            return coef.split([s.shape[-1], r.shape[-1]], dim=-1)
+            alpha, beta = coef.split([s.shape[-1], r.shape[-1]], dim=-1)
+            if self.sign is not None:
+                beta = signed_rows(beta, self.sign(x))
+            return alpha, beta
         g = torch.sigmoid(self.gate(x))  # [b, n, h] or [b, h]
         g = g.transpose(1, 2) if g.dim() == 3 else g  # -> [b, h, n] or [b, h]
         # a row without recurrent reads (token 0) puts all its weight on the direct part
@@ -195,11 +202,8 @@ class ExpandedMixer(nn.Module):
                                   "params"), qkv_conv=True, positions=True)
 def _build_expanded(cfg: MixerConfig, d_model: int, num_heads: int, pos_emb: str = "none"
                     ) -> nn.Module:
-    params = dict(cfg.params)
-    rule = params.pop("coefficients", "softmax")
-    if params:
-        raise ValueError(f"mixer.params: kind 'expanded' takes only 'coefficients' "
-                         f"({' | '.join(COEFFICIENT_RULES)}), got {sorted(params)}")
+    rule = coefficient_rule(cfg.params, "expanded", COEFFICIENT_RULES,
+                            make_pattern(cfg.recurrent).num_terms != 0)
     if cfg.backend not in BACKENDS_EXPANDED:
         raise ValueError(f"mixer.backend: kind 'expanded' runs on {BACKENDS_EXPANDED}, "
                          f"got {cfg.backend!r}")

@@ -1,10 +1,10 @@
 """`kind: fla`: the field's baselines through flash-linear-attention (docs/design.md 1.5).
 
-GLA, DeltaNet, Gated DeltaNet, Mamba-2, RetNet, HGRN-2 and log-linear attention (on Mamba-2) are
-fla's own layer classes
-(`fla.layers.*`), built with glmix's `d_model` / `num_heads` and the layer's knobs from
-`mixer.params` (conf/mixer/<name>.yaml). glmix never copies fla's code. What runs where, and how
-it is tested: docs/mixers.md.
+GLA, DeltaNet, Gated DeltaNet, Mamba-2, RetNet, HGRN-2, log-linear attention (on Mamba-2), and
+the state trackers (DeltaNet and Gated DeltaNet with negative eigenvalues, Gated DeltaProduct,
+KDA, RWKV-7) are fla's own layer classes (`fla.layers.*`), built with glmix's `d_model` /
+`num_heads` and the layer's knobs from `mixer.params` (conf/mixer/<name>.yaml). glmix never
+copies fla's code. What runs where, and how it is tested: docs/mixers.md.
 
     GPU  the layer's forward as fla ships it: its Triton kernels (Mamba-2: mamba-ssm's kernels
          when installed, else the layer's own PyTorch path).
@@ -24,7 +24,8 @@ training; GPU forwards never swap anything).
 Decoding: `step(x_t, cache)` runs the layer on one token with fla's own cache object
 (`fla.models.utils.Cache`), i.e. fla's recurrent mode; on CPU the recurrent reference functions
 carry the state. Every baseline has one, except log-linear attention on CPU (fla ships no
-recurrent reference for it).
+recurrent reference for it). KDA trains on its recurrent reference too (fla's chunked one
+overflows under strong per-channel decays).
 
 `import fla` (which pulls `transformers` and takes seconds) happens in the builder, so glmix pays
 for it only when a `kind: fla` mixer is built.
@@ -138,6 +139,8 @@ def _gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_f
         beta = beta.sigmoid() * (2.0 if allow_neg_eigval else 1.0)
     if use_gate_in_kernel:
         g = naive_gdn_gate(g, A_log, dt_bias)
+    if g is None:  # no forget gate (Gated DeltaProduct's use_forget_gate=false): no decay
+        g = q.new_zeros(q.shape[:3], dtype=torch.float32)
     state = _state_in(initial_state, state_v_first)
     if state is None and not output_final_state:
         o, state = naive_chunk_gated_delta_rule(q, k, v, g, beta, scale=scale)
@@ -146,6 +149,102 @@ def _gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_f
                                                     initial_state=state,
                                                     output_final_state=output_final_state)
     return o.to(v.dtype), _state_out(state, state_v_first)
+
+
+def _gated_delta_product(q, k, v, g, beta, num_householder, scale=None, initial_state=None,
+                         output_final_state=False, cu_seqlens=None,
+                         use_qk_l2norm_in_kernel=False, **kw):
+    """chunk_gated_delta_product -> the gated delta rule's references (above) on the sequence of
+    num_householder steps per token, as fla's own `chunk_gated_delta_product_ref` does: the
+    decay on each token's first step, the query read after its last."""
+    _refuse("gated_delta_product", cu_seqlens=cu_seqlens)
+    b, n, h, dk = q.shape
+    steps = q.new_zeros(b, n, num_householder, h, dk)
+    steps[:, :, -1] = q
+    q = steps.flatten(1, 2)
+    decay = q.new_zeros(b, n, num_householder, h, dtype=torch.float32)
+    if g is not None:
+        decay[:, :, 0] = g
+    o, state = _gated_delta_rule(q, k, v, decay.flatten(1, 2), beta, scale=scale,
+                                 initial_state=initial_state,
+                                 output_final_state=output_final_state,
+                                 use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel)
+    return o.unflatten(1, (n, num_householder))[:, :, -1], state
+
+
+def _kda(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+         use_qk_l2norm_in_kernel=False, use_gate_in_kernel=False,
+         use_beta_sigmoid_in_kernel=False, allow_neg_eigval=False, safe_gate=False,
+         lower_bound=None, state_v_first=False, cu_seqlens=None, A_log=None, dt_bias=None,
+         **kw):
+    """chunk_kda / fused_recurrent_kda -> fla.ops.kda.naive.naive_recurrent_kda, with the fused
+    prologue done first: l2norm, beta sigmoid (x2 with negative
+    eigenvalues), the gate (`naive_kda_gate`, or `naive_kda_lowerbound_gate` with a lower
+    bound). `safe_gate` only picks a kernel path in fla; the math is the same."""
+    from fla.ops.kda.gate import naive_kda_gate, naive_kda_lowerbound_gate
+    from fla.ops.kda.naive import naive_recurrent_kda
+    _refuse("kda", cu_seqlens=cu_seqlens)
+    if use_qk_l2norm_in_kernel:
+        q, k = _l2norm(q), _l2norm(k)
+    if use_beta_sigmoid_in_kernel:
+        beta = beta.float().sigmoid() * (2.0 if allow_neg_eigval else 1.0)
+    if use_gate_in_kernel:
+        g = (naive_kda_gate(g, A_log, dt_bias) if lower_bound is None
+             else naive_kda_lowerbound_gate(g, A_log, dt_bias, lower_bound))
+    # the recurrent form for training too: fla's chunked reference exponentiates g_j - g_i for
+    # every pair of a chunk, future ones included, and overflows (NaN gradients) once the
+    # per-channel decays grow strong, as they do in training
+    o, state = naive_recurrent_kda(q, k, v, g.float(), beta, scale=scale,
+                                   initial_state=_state_in(initial_state, state_v_first),
+                                   output_final_state=output_final_state)
+    return o.to(v.dtype), _state_out(state, state_v_first)
+
+
+def _dplr(q, k, v, a, b, gk, scale=1.0, initial_state=None, output_final_state=False,
+          cu_seqlens=None, **kw):
+    """chunk_rwkv7 (chunk_dplr_delta_rule) -> fla.ops.generalized_delta_rule.dplr.naive:
+    S_t = S_{t-1} (diag(exp(gk_t)) + a_t b_t^T) + k_t v_t^T, o_t = S_t^T q_t, chunkwise (padded)
+    for training, the recurrence when a state goes in or out. `safe_gate` / `lower_bound` only
+    license a kernel path in fla; the math is the same."""
+    from fla.ops.generalized_delta_rule.dplr.naive import dplr_chunkwise, dplr_recurrence
+    _refuse("dplr_delta_rule", cu_seqlens=cu_seqlens)
+    dtype = v.dtype
+    q = _rescale_q(q, scale)  # the references hard-code head_dim ** -0.5; RWKV-7 asks for 1
+    q, k, v, a, b, gk = (t.transpose(1, 2).float() for t in (q, k, v, a, b, gk))
+    if initial_state is None and not output_final_state:
+        n, chunk = q.shape[2], 32
+        pad = (-n) % chunk
+        if pad:  # zero keys and no decay on the padding: it comes after every real position
+            q, k, v, a, b, gk = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v, a, b, gk))
+        o, state = dplr_chunkwise(q, k, v, a, b, gk, output_final_state=False, chunk_size=chunk)
+        o, state = o[:, :, :n], None
+    else:
+        o, state = dplr_recurrence(q, k, v, a, b, gk, initial_state, output_final_state)
+    return o.transpose(1, 2).to(dtype), state
+
+
+def _rwkv7_recurrent(r, w, k, v, kk, a, scale=1.0, initial_state=None, output_final_state=False,
+                     reverse=False, cu_seqlens=None):
+    """fused_mul_recurrent_rwkv7 (RWKV-7's decoding): the same recurrence with a = -kk and
+    b = kk * a."""
+    _refuse("rwkv7", reverse=reverse)
+    return _dplr(r, k, v, -kk, kk * a, w, scale=scale, initial_state=initial_state,
+                 output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+
+
+def _rwkv7_chunk(r, w, k, v, a, b, **kw):
+    return _dplr(r, k, v, a, b, w, **kw)
+
+
+def _token_shift(x, cu_seqlens=None, cache=None, output_cache=False, **kw):
+    """fla.modules.token_shift -> token_shift_ref (x_{t-1} - x_t, zero before the first
+    token), with the previous call's last token in place of that zero when a cache comes in."""
+    from fla.modules.token_shift import token_shift_ref
+    _refuse("token_shift", cu_seqlens=cu_seqlens)
+    delta = token_shift_ref(x)
+    if cache is not None:
+        delta = torch.cat([delta[:, :1] + cache.reshape(x.shape[0], 1, -1), delta[:, 1:]], 1)
+    return (delta, x[:, -1:].clone()) if output_cache else delta
 
 
 def _simple_gla_gate(q, g, g_gamma):
@@ -200,9 +299,11 @@ def _rms_norm(x, weight, bias, residual=None, eps=1e-5, prenorm=False, residual_
 
 def _rms_norm_gated(x, g, weight, bias, activation="swish", residual=None, prenorm=False,
                     residual_in_fp32=False, eps=1e-6):
-    """FusedRMSNormGated: rmsnorm(x) * weight * act(g)."""
+    """FusedRMSNormGated: rmsnorm(x) * weight * act(g), act swish (silu) or sigmoid."""
     from fla.modules.norm.layernorm_gated import rms_norm_ref
     _refuse("rms_norm_gated", residual=residual, prenorm=prenorm)
+    if activation == "sigmoid":  # KDA's output gate
+        return (rms_norm_ref(x, weight, bias, eps=eps).float() * g.float().sigmoid()).to(x.dtype)
     if activation not in ("swish", "silu"):
         raise NotImplementedError(f"fla adapter: gate activation {activation!r} on CPU")
     return rms_norm_ref(x, weight, bias, z=g, eps=eps, norm_before_gate=True)
@@ -271,6 +372,13 @@ def _rotary_embedding(x, cos, sin, interleaved=False, inplace=False, seqlen_offs
                                 sin[seqlen_offsets:seqlen_offsets + n], interleaved)
 
 
+def _torch_ref(path: str) -> Callable:
+    """A stand-in that calls fla's PyTorch reference `module:function`, imported on first use."""
+    def call(*args, **kwargs):
+        return _import(path)(*args, **kwargs)
+    return call
+
+
 # -- the baselines ----------------------------------------------------------------------------
 
 # the modules fla's layers share (norms, short convolution): swapped for every baseline
@@ -295,8 +403,9 @@ class Baseline:
     # (layer) -> (heads, key dim, value dim) of its matrix state
     state: Callable[[nn.Module], tuple[int, int, int]]
     # mixing flops per token and state entry of the recurrent form (multiply-add = 2):
-    # readout 2, write 2, plus 1 for a decay, 2 more for the delta rule's read-before-write
-    flops_per_entry: int
+    # readout 2, write 2, plus 1 for a decay, 2 more for the delta rule's read-before-write;
+    # or (layer) -> that number, where a layer knob decides it
+    flops_per_entry: int | Callable[[nn.Module], int]
     reference: str  # the fla reference functions the CPU path runs (docs)
     # attributes of the layer instance patched on CPU (Triton callables it keeps as attributes)
     cpu_attrs: dict = field(default_factory=dict)
@@ -397,6 +506,43 @@ BASELINES: dict[str, Baseline] = {
         cpu_attrs={"causal_conv1d_fn": _causal_conv1d, "training": False},
         cpu_forward=lambda m, x: m.cuda_kernels_forward(x, None, False, None)[0],
     ),
+    "gated_deltaproduct": Baseline(
+        layer="fla.layers.gated_deltaproduct:GatedDeltaProduct",
+        dims=lambda d, h, p: {"hidden_size": d, "num_heads": h, "head_dim": d // h},
+        cpu_ops={"fla.layers.gated_deltaproduct": {
+            "chunk_gated_delta_product": _gated_delta_product,
+            "fused_recurrent_gated_delta_rule": _gated_delta_rule}},
+        state=lambda m: (m.num_v_heads, m.head_k_dim, m.head_v_dim),
+        # readout 2, decay 1, and a delta-rule write (read 2 + write 2) per Householder step
+        flops_per_entry=lambda m: 3 + 4 * m.num_householder,
+        reference="the gated delta rule's references (naive_chunk_gated_delta_rule / "
+                  "naive_recurrent_gated_delta_rule) on num_householder steps per token, as "
+                  "fla.ops.gated_delta_product.chunk_ref",
+    ),
+    "kda": Baseline(
+        layer="fla.layers.kda:KimiDeltaAttention",
+        dims=lambda d, h, p: {"hidden_size": d, "num_heads": h, "head_dim": d // h},
+        cpu_ops={"fla.layers.kda": {"chunk_kda": _kda, "fused_recurrent_kda": _kda}},
+        state=lambda m: (m.num_v_heads, m.head_k_dim, m.head_v_dim),
+        flops_per_entry=7,  # the gated delta rule's, with a per-channel decay
+        reference="fla.ops.kda.naive.naive_recurrent_kda (+ gate.naive_kda_gate)",
+    ),    "rwkv7": Baseline(
+        layer="fla.layers.rwkv7:RWKV7Attention",
+        dims=lambda d, h, p: {"hidden_size": d, "num_heads": h, "head_dim": None},
+        cpu_ops={"fla.layers.rwkv7": {
+            "chunk_rwkv7": _rwkv7_chunk, "fused_mul_recurrent_rwkv7": _rwkv7_recurrent,
+            "token_shift": _token_shift, "fused_addcmul_rwkv7": _torch_ref(
+                "fla.ops.rwkv7.fused_addcmul:torch_addcmul_rwkv7"),
+            "fused_k_rwkv7": _torch_ref("fla.ops.rwkv7.fused_k_update:k_update_ref"),
+            "gate_output_correction": _torch_ref(
+                "fla.ops.rwkv7.gate_output_correction:gate_output_correction_ref")}},
+        state=lambda m: (m.num_heads, m.head_dim, m.head_v_dim),
+        # readout 2, write 2, decay 1, the rank-one transition's read and write 4
+        flops_per_entry=9,
+        reference="fla.ops.generalized_delta_rule.dplr.naive.dplr_chunkwise / "
+                  "dplr_recurrence (+ token_shift_ref, torch_addcmul_rwkv7, k_update_ref, "
+                  "gate_output_correction_ref)",
+    ),
 }
 
 # keyword arguments of the fla layer that glmix sets itself
@@ -476,7 +622,9 @@ class FLAMixer(nn.Module):
         return self.cache_size(n) * h * dk * dv
 
     def flops_per_token(self, n: int) -> int:
-        return self.baseline.flops_per_entry * self.state_size(n)
+        per_entry = self.baseline.flops_per_entry
+        per_entry = per_entry(self.layer) if callable(per_entry) else per_entry
+        return per_entry * self.state_size(n)
 
 
 @register_kind("fla", keys=("params",))

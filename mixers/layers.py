@@ -30,6 +30,7 @@ from .ops.reference import dense_matrix
 from .patterns import make_direct, make_pattern
 from .positions import SCORE_SCHEMES, ScorePositions, check_scheme
 from .registry import get_kind, position_kinds, register_kind
+from .signed import GLR_RULES, SignGate, coefficient_rule, signed_rows
 
 
 def _split_heads(x, num_heads):
@@ -70,7 +71,7 @@ class GLRMixer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, direct: str = "self",
                  recurrent: str = "none", cache_efficient: bool = False, chunk_size: int = 64,
                  backend: str = "auto", qkv_conv: QKVConv | None = None,
-                 pos_emb: str = "none"):
+                 pos_emb: str = "none", coefficients: str = "softmax"):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
@@ -81,9 +82,13 @@ class GLRMixer(nn.Module):
         self.recurrent = make_pattern(recurrent, cache_efficient=cache_efficient)
         self.chunk_size, self.backend = chunk_size, backend
         self.has_recurrence = self.recurrent.num_terms != 0
+        self.coefficients = coefficient_rule({"coefficients": coefficients}, "glr", GLR_RULES,
+                                             self.has_recurrence)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.qkv_conv = qkv_conv
         self.kr = nn.Linear(d_model, d_model, bias=False) if self.has_recurrence else None
+        # signed rows (docs/design.md 1.10): a sign in (-1, 1) per token and head on beta
+        self.sign = SignGate(d_model, num_heads) if self.coefficients == "signed" else None
         self.out = nn.Linear(d_model, d_model, bias=False)
 
     # -- parallel form ----------------------------------------------------------------------
@@ -110,9 +115,10 @@ class GLRMixer(nn.Module):
         return self.out(_merge_heads(y))
 
     def _coefficients(self, x, q, k):
-        """The joint softmax of docs/design.md 1.2: (alpha [B, H, n, Ka], a_idx [n, Ka], beta
-        [B, H, n, Kb], b_idx [n, Kb]); padded (-1) entries get coefficient 0. q and k come
-        rotated (rope); kr is rotated here, and alibi's bias joins both score lists."""
+        """The joint softmax of docs/design.md 1.2, beta signed under 1.10: (alpha [B, H, n, Ka],
+        a_idx [n, Ka], beta [B, H, n, Kb], b_idx [n, Kb]); padded (-1) entries get coefficient
+        0. q and k come rotated (rope); kr is rotated here, and alibi's bias joins both score
+        lists."""
         n = x.shape[1]
         pos = torch.arange(n, device=x.device)
         a_idx = self.direct.index_on(n, x.device)
@@ -131,6 +137,8 @@ class GLRMixer(nn.Module):
         else:
             coef = torch.softmax(s, dim=-1)
         alpha, beta = coef.split([a_idx.shape[1], b_idx.shape[1]], dim=-1)
+        if self.sign is not None:
+            beta = signed_rows(beta, self.sign(x))
         return alpha, a_idx, beta, b_idx
 
     def _recurrent_keys(self, x, k, pos):
@@ -150,8 +158,10 @@ class GLRMixer(nn.Module):
         """The layer's effective token mixing on input x [B, n, d_model]: (M, A, B), each
         [B, H, n, n], with A and B the dense direct and recurrent coefficient matrices and
         M = (I - B)^{-1} A, so that the op's output (before `out`) is M @ v per head. Every
-        row of [A | B] is a probability vector, so M is row-stochastic; for attention (no
-        recurrence) M = A is the causal softmax attention matrix. O(n^2) memory: analysis only.
+        row of [A | B] is a probability vector, so M is row-stochastic (with signed
+        coefficients, docs/design.md 1.10, rows of [A | |B|] sum to at most 1 and M may be
+        negative); for attention (no recurrence) M = A is the causal softmax attention matrix.
+        O(n^2) memory: analysis only.
         """
         n = x.shape[1]
         q, k, _ = self._qkv(x)
@@ -195,6 +205,9 @@ class GLRMixer(nn.Module):
         if offset is not None:  # on the recurrent scores, the last len(reads) of the row
             s = torch.cat([s[..., :num_direct], s[..., num_direct:] + offset.view(-1, 1)], -1)
         w = torch.softmax(s, -1)
+        if self.sign is not None:  # the recurrent reads come after the direct ones
+            m = len(self.direct.reads(t))
+            w = torch.cat([w[..., :m], signed_rows(w[..., m:], self.sign(x_t))], dim=-1)
         y = (w.unsqueeze(-1) * vals).sum(2)  # [b, h, dh]
         if self.has_recurrence:
             cache["recurrent"][t] = (self._recurrent_keys(x_t, k, pos), y)
@@ -317,13 +330,17 @@ def _sdpa_keys(cfg: MixerConfig) -> tuple[str, ...]:
     return ()
 
 
-@register_kind("glr", keys=("direct", "recurrent", "cache_efficient", "chunk_size", "backend"),
-               qkv_conv=True, unused=_sdpa_keys, positions=True)
+@register_kind("glr", keys=("direct", "recurrent", "cache_efficient", "chunk_size", "backend",
+                            "params"), qkv_conv=True, unused=_sdpa_keys, positions=True)
 def _build_glr(cfg: MixerConfig, d_model: int, num_heads: int, pos_emb: str = "none"
                ) -> nn.Module:
+    # params.coefficients: softmax (default, docs/design.md 1.2) | signed (1.10)
+    rule = coefficient_rule(cfg.params, "glr", GLR_RULES,
+                            make_pattern(cfg.recurrent).num_terms != 0)
     return GLRMixer(d_model, num_heads, direct=cfg.direct, recurrent=cfg.recurrent,
                     cache_efficient=cfg.cache_efficient, chunk_size=cfg.chunk_size,
-                    backend=cfg.backend, qkv_conv=qkv_conv(cfg, d_model), pos_emb=pos_emb)
+                    backend=cfg.backend, qkv_conv=qkv_conv(cfg, d_model), pos_emb=pos_emb,
+                    coefficients=rule)
 
 
 @register_kind("linear_attention", keys=("chunk_size",), qkv_conv=True)

@@ -46,6 +46,8 @@ RUN_ONLY = (
 IDENTITY_DEFAULTS = {
     "mixer.short_conv_on": "input",
     "trainer.stop_step": None,  # unset: the run ends at trainer.max_steps
+    # glr / expanded coefficient rule (docs/design.md 1.10): softmax is what every older run used
+    "mixer.params.coefficients": "softmax",
 }
 
 # Fields a leaderboard cell pools over: runs that differ only in these are one experiment

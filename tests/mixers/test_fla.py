@@ -16,13 +16,15 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mixers import build_mixer
 from mixers import fla_adapter as fa
 from runners.paths import catalogue
 
 BASELINES = ["gla", "deltanet", "gated_deltanet", "mamba2", "retnet", "hgrn2",
-             "log_linear_attention"]
+             "log_linear_attention", "deltanet_neg", "gated_deltanet_neg", "gated_deltaproduct",
+             "kda", "rwkv7"]
 NO_CPU_STEP = {"log_linear_attention"}  # fla ships no recurrent reference for it
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 
@@ -41,6 +43,17 @@ def _agree(f1, f2, inputs):
     g2 = torch.autograd.grad((y2 * w).sum(), inputs)
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, **TOL)
+
+
+def _built(name, d_model, num_heads):
+    """The catalogue baseline with every parameter moved off fla's initialisation: some inits
+    are zero (RWKV-7's output projection), which would make every check below trivial."""
+    mixer = build_mixer(catalogue()[name], d_model=d_model, num_heads=num_heads)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in mixer.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return mixer
 
 
 # -- the op swapped in on CPU against a second form ---------------------------------------------
@@ -163,7 +176,7 @@ def test_step_decodes_like_the_forward(name):
     """Forward at n = 66 (> 64: fla's layers run their chunk mode there) against n calls of
     `step`, which run fla's recurrent mode with its own cache (state and conv windows)."""
     torch.manual_seed(0)
-    mixer = build_mixer(catalogue()[name], d_model=16, num_heads=2).eval()
+    mixer = _built(name, d_model=16, num_heads=2).eval()
     x = torch.randn(1, 66, 16)
     with torch.no_grad():
         y = mixer(x)
@@ -177,7 +190,7 @@ def test_step_decodes_like_the_forward(name):
 @pytest.mark.parametrize("name", BASELINES)
 def test_forward_is_causal_and_trains(name):
     torch.manual_seed(0)
-    mixer = build_mixer(catalogue()[name], d_model=16, num_heads=2)
+    mixer = _built(name, d_model=16, num_heads=2)
     x = torch.randn(2, 40, 16, requires_grad=True)
     y = mixer(x)
     x2 = x.detach().clone()
@@ -195,7 +208,7 @@ def test_cpu_path_matches_fla_kernels_on_a_gpu(name):
     """Where a GPU is present: the same weights through fla's kernels (CUDA) and through the
     CPU references, outputs and gradients. Tolerances allow for the kernels' TF32 matmuls."""
     torch.manual_seed(0)
-    cpu = build_mixer(catalogue()[name], d_model=64, num_heads=4)
+    cpu = _built(name, d_model=64, num_heads=4)
     gpu = copy.deepcopy(cpu).cuda()
     x = torch.randn(2, 128, 64, requires_grad=True)
     xg = x.detach().cuda().requires_grad_()
@@ -245,3 +258,105 @@ def test_fla_is_imported_only_when_a_fla_mixer_is_built():
             "build_mixer(catalogue()['pow2'], 8, 2); "
             "assert 'fla' not in sys.modules, 'fla imported too early'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- the baselines that can track state (negative eigenvalues) ----------------------------------
+# deltanet_neg, gated_deltanet_neg, gated_deltaproduct, kda, rwkv7: their CPU stand-ins against a
+# second form fla ships, outputs and gradients (decoding, causality, training, the GPU comparison
+# and theory run above through BASELINES)
+
+@pytest.mark.parametrize("householder,gated", [(2, True), (3, False), (1, True)])
+def test_gated_delta_product_matches_fla_recurrent_reference(householder, gated):
+    from fla.ops.gated_delta_product.naive import naive_recurrent_gated_delta_product
+    b, n, h, d = 2, 23, 2, 8
+    q, k, v, g, beta = _inputs((b, n, h, d), (b, n * householder, h, d),
+                               (b, n * householder, h, d), (b, n, h), (b, n * householder, h))
+
+    def split(rest):  # (decay or None, beta)
+        return (-F.softplus(rest[0]), rest[1]) if gated else (None, rest[0])
+
+    def ours(q, k, v, *rest):
+        g, beta = split(rest)
+        return fa._gated_delta_product(F.normalize(q, dim=-1), F.normalize(k, dim=-1), v, g,
+                                       beta.sigmoid() * 2, num_householder=householder)[0]
+
+    def fla_ref(q, k, v, *rest):
+        g, beta = split(rest)
+        return naive_recurrent_gated_delta_product(
+            F.normalize(q, dim=-1), F.normalize(k, dim=-1), v, g, beta.sigmoid() * 2,
+            scale=d ** -0.5, num_householder=householder)[0]
+
+    _agree(ours, fla_ref, [q, k, v, g, beta] if gated else [q, k, v, beta])
+
+
+def test_kda_matches_fla_chunked_reference_where_it_is_finite():
+    # mild decays, where fla's chunked reference does not overflow; n a multiple of its chunk
+    from fla.ops.kda.naive import naive_chunk_kda
+    b, n, h, d = 2, 64, 2, 8
+    q, k, v, g, beta = _inputs((b, n, h, d), (b, n, h, d), (b, n, h, d), (b, n, h, d), (b, n, h))
+
+    def ours(q, k, v, g, beta):
+        return fa._kda(F.normalize(q, dim=-1), F.normalize(k, dim=-1), v,
+                       -0.1 * F.softplus(g), beta.sigmoid())[0]
+
+    def fla_ref(q, k, v, g, beta):
+        return naive_chunk_kda(F.normalize(q, dim=-1), F.normalize(k, dim=-1), v,
+                               -0.1 * F.softplus(g), beta.sigmoid())[0]
+
+    _agree(ours, fla_ref, [q, k, v, g, beta])
+
+
+@pytest.mark.parametrize("op", ["kda", "gated_delta_rule"])
+def test_negative_eigenvalue_prologue_doubles_the_sigmoid(op):
+    # allow_neg_eigval: beta = 2 sigmoid(b), in (0, 2), so I - beta k k^T can flip a direction
+    b, n, h, d = 1, 9, 2, 4
+    q, k, v, beta = _inputs((b, n, h, d), (b, n, h, d), (b, n, h, d), (b, n, h))
+    g = -torch.rand(b, n, h, d) if op == "kda" else -torch.rand(b, n, h)
+    fn = fa._kda if op == "kda" else fa._gated_delta_rule
+    fused = fn(q, k, v, g, beta, use_beta_sigmoid_in_kernel=True, allow_neg_eigval=True)[0]
+    explicit = fn(q, k, v, g, 2 * beta.sigmoid())[0]
+    positive = fn(q, k, v, g, beta, use_beta_sigmoid_in_kernel=True)[0]
+    torch.testing.assert_close(fused, explicit)
+    assert not torch.allclose(fused, positive)
+
+
+@pytest.mark.parametrize("n", [1, 45])
+def test_dplr_chunkwise_matches_its_recurrence(n):
+    b, h, d = 2, 2, 8
+    r, w, k, v, a = _inputs(*[(b, n, h, d)] * 5)
+
+    def chunked(r, w, k, v, a):
+        kk = F.normalize(k, dim=-1)
+        return fa._rwkv7_chunk(r, -0.6 * w.sigmoid(), k, v, -kk, kk * a.sigmoid())[0]
+
+    def recurrent(r, w, k, v, a):  # RWKV-7's decoding form, with a state out
+        kk = F.normalize(k, dim=-1)
+        return fa._rwkv7_recurrent(r, -0.6 * w.sigmoid(), k, v, kk, a.sigmoid(),
+                                   output_final_state=True)[0]
+
+    _agree(chunked, recurrent, [r, w, k, v, a])
+
+
+def test_token_shift_carries_the_last_token():
+    x = torch.randn(2, 7, 5)
+    whole = fa._token_shift(x)
+    first, cache = fa._token_shift(x[:, :4], output_cache=True)
+    second = fa._token_shift(x[:, 4:], cache=cache)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole)
+    torch.testing.assert_close(whole[:, 1:], x[:, :-1] - x[:, 1:])
+
+
+def test_configs_and_theory():
+    cat = catalogue()
+    assert cat["deltanet_neg"]["params"]["allow_neg_eigval"] is True
+    assert cat["gated_deltanet_neg"]["params"]["allow_neg_eigval"] is True
+    for name in ("deltanet_neg", "gated_deltanet_neg", "gated_deltaproduct", "kda", "rwkv7"):
+        m = build_mixer(cat[name], d_model=32, num_heads=2)
+        assert m.state_size(10) == m.state_size(5000) > 0
+        # KDA as Kimi Linear ships it: beta in (0, 1) (allow_neg_eigval=true is one override away)
+        assert getattr(m.layer, "allow_neg_eigval", True) is (name != "kda"), name
+    product = build_mixer(cat["gated_deltaproduct"], d_model=32, num_heads=2)
+    assert product.state_size(10) == 2 * 16 * 32  # head_dim 16, value dim 2 x 16
+    assert product.flops_per_token(10) == (3 + 4 * 2) * product.state_size(10)
+    rwkv = build_mixer(cat["rwkv7"], d_model=32, num_heads=2)
+    assert rwkv.state_size(10) == 2 * 16 * 16

@@ -31,7 +31,8 @@ BEFORE_SETTINGS = [
      ["direct", "recurrent", "chunk_size"]),
     ("attention", ["mixer.backend=reference"], ["backend"]),
     ("attention", ["mixer.chunk_size=16"], ["chunk_size"]),
-    ("pow2", ["+mixer.params.expand=2"], ["params"]),
+    # (glr reads params since signed coefficients: its refusal of expand is tested below)
+    ("linear_attention", ["+mixer.params.expand=2"], ["params"]),
 ])
 def test_an_ignored_key_is_one_line_naming_the_kind_and_its_keys(compose, tiny, mixer,
                                                                 overrides, keys):
@@ -75,3 +76,10 @@ def test_canonical_maps_an_ignored_value_to_the_default_computation():
     assert canonical(attention)["chunk_size"] == 64
     local = {**attention, "direct": "window(4)"}
     assert canonical(local)["chunk_size"] == 8
+
+
+def test_glr_params_take_only_the_coefficient_rule(compose, tiny):
+    validate(compose([*tiny, "mixer=pow2", "+mixer.params.coefficients=signed"]))
+    with pytest.raises(ConfigError, match="kind 'glr' takes only 'coefficients'") as e:
+        validate(compose([*tiny, "mixer=pow2", "+mixer.params.expand=2"]))
+    assert "\n" not in str(e.value)
