@@ -9,6 +9,7 @@ import json
 from .base import GENERATOR_VERSION, Task, check_int
 from .copy import Copy, SelectiveCopy
 from .flipflop import FlipFlop
+from .lookup import NgramLookup, Phonebook
 from .memorization import Memorization
 from .mqar import MQAR
 from .multihop import MultiHop
@@ -27,6 +28,8 @@ TASKS: dict[str, type[Task]] = {
         NoisyRecall,
         FuzzyRecall,
         Memorization,
+        NgramLookup,
+        Phonebook,
     )
 }
 
