@@ -667,3 +667,130 @@ def test_lookup_validation(name, params, field):
     with pytest.raises(ValueError, match=field) as err:
         make_task(name, **params)
     assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- fuzzy recall in MAD's layout
+
+
+def mad_fuzzy_solver(task):
+    """Parse the runs: PAD in front, then slots of a key run (key tokens) and a value run (value
+    tokens), or a run of noise tokens; a key presented before is asked, its value is what it was
+    first given (the probe's key, wherever it first shows, always carries the probe's value)."""
+    w = task.vocab_size - 1 - task.noise_vocab_size
+    half, pad, length = w // 2, task.vocab_size - 1, task.seq_len
+
+    def kind(x):
+        return "key" if x < half else "value" if x < w else "noise" if x < pad else "pad"
+
+    def solve(row):
+        t = 0
+        while row[t] == pad:
+            t += 1
+        assert t >= 1 or len(row) < length
+        runs = []  # (kind, start, tokens)
+        for i in range(t, length):
+            k = kind(row[i])
+            assert k != "pad", "padding only in front"
+            if runs and runs[-1][0] == k:
+                runs[-1][2].append(row[i])
+            else:
+                runs.append((k, i, [row[i]]))
+        tgt, sl = [IGNORE] * length, {}
+        value_of, last_start = {}, {}
+        slots = []
+        i = 0
+        while i < len(runs):
+            k, start, toks = runs[i]
+            if k == "noise":
+                i += 1
+                continue
+            assert k == "key"
+            # a value run follows (the inputs drop the string's last token: the final value may
+            # have lost its only token)
+            has_value = i + 1 < len(runs) and runs[i + 1][0] == "value"
+            assert has_value or i == len(runs) - 1
+            slots.append((tuple(toks), start + len(toks), runs[i + 1][2] if has_value else [],
+                          start))
+            i += 2
+        for n_slot, (key, vstart, vals, kstart) in enumerate(slots):
+            last = n_slot == len(slots) - 1
+            assert len(set(key)) == len(key) and len(set(vals)) == len(vals)
+            assert 1 <= len(key) <= task.key_len
+            if not task.variable_keys:
+                assert len(key) == task.key_len
+            if key in value_of:
+                full = value_of[key]
+                assert tuple(vals) == full[: len(vals)]  # the last value loses its last token
+                if not last:
+                    assert len(vals) == len(full)
+                for j, v in enumerate(full):
+                    pos = vstart + j - 1
+                    tgt[pos] = v
+                    sl[pos] = bucket("dist", kstart - last_start[key])
+            elif not last:
+                value_of[key] = tuple(vals)
+            # else: the final probe's key was never presented (MAD's probe insertion index lay
+            # past the last slot): nothing can be known, nothing is scored
+            last_start[key] = kstart
+        return tgt, sl
+
+    return solve
+
+
+@pytest.mark.parametrize("params", [
+    {"layout": "mad", "seq_len": 128},
+    {"layout": "mad", "seq_len": 128, "variable_keys": True},
+    {"layout": "mad", "seq_len": 64, "vocab_size": 12, "key_len": 2, "value_len": 4,
+     "noise_vocab_size": 3, "frac_noise": 0.3, "variable_keys": True},
+    {"layout": "mad", "seq_len": 13, "vocab_size": 9, "key_len": 1, "value_len": 1},
+])
+def test_fuzzy_recall_mad_layout_checker(params):
+    task = make_task("fuzzy_recall", **params)
+    check(task, mad_fuzzy_solver(task), 600)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("noisy_recall", {"score": "next_token"}),
+    ("fuzzy_recall", {"score": "next_token"}),
+    ("fuzzy_recall", {"score": "next_token", "layout": "mad", "seq_len": 128,
+                      "variable_keys": True}),
+])
+def test_recall_next_token_scoring(name, params):
+    # every position's target is the next token of the string; the repeats keep their slices
+    task = make_task(name, **params)
+    repeats = make_task(name, **{**params, "score": "repeats"}).generate(300, 4)
+    data = task.generate(300, 4)
+    assert (data.inputs == repeats.inputs).all()
+    assert (data.targets[:, :-1] == data.inputs[:, 1:]).all()
+    assert (data.targets[:, -1] == repeats.targets[:, -1]).all()
+    for name_, mask in repeats.slices.items():
+        assert (data.slices[name_] == mask).all()
+    assert (data.slices["other"] == (data.scored & ~repeats.scored)).all()
+
+
+def test_mad_fuzzy_training_keys_are_mostly_short():
+    # MAD's training split draws key lengths 1..3: most scored repeats have short keys
+    task = make_task("fuzzy_recall", layout="mad", seq_len=128, variable_keys=True)
+    data = task.generate(400, 0)
+    short = total = 0
+    for row, tgt in zip(data.inputs.tolist(), data.targets.tolist()):
+        for t in range(1, len(row)):
+            if tgt[t] != IGNORE and row[t] < 7:  # the first value token of a repeat
+                k = 0
+                while t - k >= 0 and row[t - k] < 7:
+                    k += 1
+                total += 1
+                short += k < 3
+    assert 0.8 < short / total < 0.99
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"variable_keys": True}, "variable_keys"),
+    ({"layout": "mad", "seq_len": 12}, "seq_len"),
+    ({"layout": "zoology"}, "layout"),
+    ({"score": "all"}, "score"),
+])
+def test_fuzzy_recall_layout_validation(params, field):
+    with pytest.raises(ValueError, match=field) as err:
+        make_task("fuzzy_recall", **params)
+    assert "\n" not in str(err.value)
