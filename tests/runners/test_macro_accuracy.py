@@ -50,3 +50,17 @@ def test_macro_and_micro_accuracy_on_an_imbalanced_batch():
     assert abs(out["test_acc_macro"] - plain_macro(flat_p, flat_t)) < 1e-6
     assert abs(out["test_acc_macro"] - micro) > 1e-3  # the two averages differ here
     assert metric("test_acc_macro").higher_is_better and metric("val_acc_macro").accuracy
+
+
+def test_result_metrics_carry_the_macro_accuracy():
+    from types import SimpleNamespace
+
+    from runners.train import final_metrics
+
+    val = {"val_acc": 0.5, "val_exact": 0.1, "val_loss": 1.0, "val_acc_macro": 0.4}
+    test = {"test_acc": 0.6, "test_exact": 0.2, "test_loss": 0.9, "test_acc_macro": 0.3,
+            "test_acc_macro@s": 0.35}
+    lit = SimpleNamespace(results={"val": val, "test": test}, recent_losses=[1.0],
+                          curve={"val": {"step": [10], "acc": [0.5]}})
+    m = final_metrics(lit)
+    assert (m["val_acc_macro"], m["test_acc_macro"], m["test_acc_macro@s"]) == (0.4, 0.3, 0.35)
