@@ -6,6 +6,9 @@ direction, label and format), all on scored positions only (targets != -100), wr
   acc            token accuracy: torchmetrics MulticlassAccuracy(ignore_index=-100,
                  average="micro")
   exact          sequence exact match: every scored position of a sequence right
+  acc_macro      accuracy averaged per class (MAD's metric): torchmetrics MulticlassAccuracy
+                 (ignore_index=-100, average="macro"); classes neither predicted nor asked
+                 count for nothing
   loss           cross-entropy
   slice_acc/<s>  token accuracy on the scored positions of slice s (the task's named slices)
 
@@ -172,6 +175,8 @@ class LitModel(pl.LightningModule):
             key: torch.nn.ModuleDict({
                 "acc": MulticlassAccuracy(num_classes=vocab_size, ignore_index=IGNORE_INDEX,
                                           average="micro"),
+                "acc_macro": MulticlassAccuracy(num_classes=vocab_size,
+                                                ignore_index=IGNORE_INDEX, average="macro"),
                 "exact": ExactMatch(),
                 "slices": SliceAccuracy(len(names)),
             }) for key, names in groups.items()
@@ -232,6 +237,7 @@ class LitModel(pl.LightningModule):
         for key, group_masks in groups:
             m = self.metrics[key]
             m["acc"].update(preds, targets)
+            m["acc_macro"].update(preds, targets)
             m["exact"].update(preds, targets)
             m["slices"].update(preds, targets, group_masks)
             sums = self._loss_sums.setdefault(key, [0.0, 0])
@@ -246,6 +252,7 @@ class LitModel(pl.LightningModule):
         values = {"acc": m["acc"].compute().item(), "exact": m["exact"].compute().item(),
                   "loss": loss_sum / max(n, 1)}
         out = {f"{prefix}_{name}{suffix}": values[name] for name in EVAL_METRICS}
+        out[f"{prefix}_acc_macro{suffix}"] = m["acc_macro"].compute().item()
         for name, v in zip(names, m["slices"].compute().reshape(-1).tolist()):
             out[f"{prefix}_slice_acc/{name}{suffix}"] = v
         for metric in m.values():

@@ -60,6 +60,8 @@ for _split, _word in (("val", "validation"), ("test", "test")):
     register(Metric(f"{_split}_acc", True, f"{_word} accuracy", accuracy=True))
     register(Metric(f"{_split}_exact", True, f"{_word} exact match", accuracy=True))
     register(Metric(f"{_split}_loss", False, f"{_word} loss"))
+    # MAD's accuracy: averaged per class (runners.lit), beside the per-token (micro) acc
+    register(Metric(f"{_split}_acc_macro", True, f"{_word} accuracy (macro)", accuracy=True))
 register(Metric("train_loss", False, "training loss"))
 register(Metric("slice_acc/*", True, "accuracy on a slice", accuracy=True))
 register(Metric("steps_to_*", False, "steps to validation accuracy", fmt=".0f",

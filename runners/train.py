@@ -231,7 +231,8 @@ def final_metrics(lit) -> dict:
     val, test = lit.results["val"], lit.results["test"]
     metrics = {"val_acc": val["val_acc"], "val_exact": val["val_exact"],
                "val_loss": val["val_loss"], "test_acc": test["test_acc"],
-               "test_exact": test["test_exact"], "test_loss": test["test_loss"]}
+               "test_exact": test["test_exact"], "test_loss": test["test_loss"],
+               "val_acc_macro": val["val_acc_macro"], "test_acc_macro": test["test_acc_macro"]}
     for key, v in test.items():
         if key.startswith("test_slice_acc/"):
             metrics[key[len("test_"):]] = v

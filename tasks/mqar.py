@@ -17,6 +17,21 @@ so a filler token can equal a key (an unscored distractor); excluding the keys h
 scored positions derivable from the inputs: in the query region, a token is a query exactly when
 it is one of the sequence's keys. keys_in_filler=True gives Zoology's filler (all of [0, V)).
 
+Three options give Zoology's later probes, each 0/1 by default (plain MQAR) and combinable:
+
+    num_updates   forgetting MQAR: after the K pairs, U of the keys (distinct, in random order)
+                  are assigned a new value; a query answers its key's latest value
+    key_len       compositional MQAR (key_len = 2): each key is key_len tokens, one from each of
+                  key_len pools, the keys the whole grid of g ** key_len combinations of g tokens
+                  per pool, in random order, so no single token determines the value
+    num_passes    multi-pass ("just read twice"): the context (pairs and updates) is written
+                  num_passes times before the query region
+
+With key_len = c the vocabulary is cut in c + 1 parts of P = V // (c + 1) tokens: key token i
+from [i P, (i + 1) P) (token 0 excluded), values from [c P, V). A context unit is c key tokens
+then the value, and so is a query slot (the value's place is filler): S = (L - ctx) // (c + 1)
+slots, and the target sits on the query's last key token.
+
 power_a is bounded so that the gap law is computable in float64: power_a * log2(S) <= 1000
 (S the number of query slots; beyond it (g + 1) ** (power_a - 1) overflows) and power_a >= 1e-300
 (below it the products are subnormal floats).
@@ -25,6 +40,7 @@ power_a is bounded so that the gap law is computable in float64: power_a * log2(
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -53,6 +69,9 @@ class MQAR(Task):
     power_a: float = 0.01
     random_non_queries: bool = True
     keys_in_filler: bool = False
+    num_updates: int = 0
+    key_len: int = 1
+    num_passes: int = 1
 
     name = "mqar"
     version = 1
@@ -75,18 +94,39 @@ class MQAR(Task):
                 "keys_in_filler=True applies to random filler only (random_non_queries=True); "
                 "with random_non_queries=False the filler is token 0"
             )
-        k, half = self.num_kv_pairs, self.vocab_size // 2
-        if k > half - 1 or k > self.vocab_size - half:
+        check_int("num_updates", self.num_updates, minimum=0)
+        check_int("key_len", self.key_len, minimum=1)
+        check_int("num_passes", self.num_passes, minimum=1)
+        k, u, c = self.num_kv_pairs, self.num_updates, self.key_len
+        if u > k:
             raise ValueError(
-                f"vocab_size={self.vocab_size} is too small for num_kv_pairs={k}: keys come from "
-                f"[1, vocab_size // 2) and values from [vocab_size // 2, vocab_size), each needs "
-                f"num_kv_pairs distinct tokens (vocab_size >= {2 * k + 2})"
+                f"num_updates={u} exceeds num_kv_pairs={k}: each update reassigns one of the "
+                f"num_kv_pairs keys (need num_updates <= {k})"
             )
-        if 4 * k > self.seq_len:
+        g = self.grid_size
+        if g**c != k:
             raise ValueError(
-                f"num_kv_pairs={k} is too large for seq_len={self.seq_len}: the key-value region "
-                f"(2 * num_kv_pairs) plus one query slot every 2 tokens for each key needs "
-                f"seq_len >= 4 * num_kv_pairs = {4 * k}"
+                f"num_kv_pairs={k} is not g ** {c} for a whole g (key_len={c}): the keys are the "
+                f"grid of every combination of g tokens per key position (num_kv_pairs = g ** "
+                f"{c}, e.g. {g**c} or {(g + 1) ** c})"
+            )
+        part, vocab = self.part_size, self.vocab_size
+        if g > part - 1 or k + u > self.answer_alphabet:
+            need = self._min_vocab()
+            raise ValueError(
+                f"vocab_size={vocab} is too small for num_kv_pairs={k} (num_updates={u}, "
+                f"key_len={c}): key token i comes from [i * P, (i + 1) * P) with P = vocab_size "
+                f"// {c + 1} (token 0 excluded) and needs {g} distinct tokens, the values come "
+                f"from [{c} * P, vocab_size) and need num_kv_pairs + num_updates distinct tokens "
+                f"(vocab_size >= {need})"
+            )
+        if self.num_query_slots < k:
+            w = c + 1
+            need = self.context_len + w * k
+            raise ValueError(
+                f"num_kv_pairs={k} is too large for seq_len={self.seq_len}: the context "
+                f"({self.num_passes} pass(es) of num_kv_pairs + num_updates units of {w} tokens) "
+                f"plus one query slot of {w} tokens for each key needs seq_len >= {need}"
             )
         self._check_power_a()
 
@@ -109,23 +149,57 @@ class MQAR(Task):
 
     # ------------------------------------------------------------------ layout
     @property
+    def grid_size(self) -> int:
+        """g: tokens per key position (num_kv_pairs = g ** key_len)."""
+        g = max(1, round(self.num_kv_pairs ** (1 / self.key_len)))
+        while g**self.key_len > self.num_kv_pairs:
+            g -= 1
+        while (g + 1) ** self.key_len <= self.num_kv_pairs:
+            g += 1
+        return g
+
+    @property
+    def part_size(self) -> int:
+        """P = V // (key_len + 1): the size of each key token's pool."""
+        return self.vocab_size // (self.key_len + 1)
+
+    def _min_vocab(self) -> int:
+        v = (self.key_len + 1) * (self.grid_size + 1)
+        while v // (self.key_len + 1) - 1 < self.grid_size or (
+            v - self.key_len * (v // (self.key_len + 1)) < self.num_kv_pairs + self.num_updates
+        ):
+            v += 1
+        return v
+
+    @property
+    def context_len(self) -> int:
+        """Tokens before the query region: num_passes copies of (K + U) units of key_len + 1."""
+        return self.num_passes * (self.num_kv_pairs + self.num_updates) * (self.key_len + 1)
+
+    @property
     def num_query_slots(self) -> int:
-        return (self.seq_len - 2 * self.num_kv_pairs) // 2
+        return (self.seq_len - self.context_len) // (self.key_len + 1)
 
     @property
     def answer_alphabet(self) -> int:
-        """A scored token is a value: one of the V - V // 2 tokens of [V // 2, V)."""
-        return self.vocab_size - self.vocab_size // 2
+        """A scored token is a value: one of the V - key_len * P tokens of [key_len * P, V)
+        (V - V // 2 for plain MQAR)."""
+        return self.vocab_size - self.key_len * self.part_size
 
     @property
     def info_bits(self) -> float:
-        # The values of the K keys, given the keys: K distinct values out of V - V // 2.
-        return log2_falling_factorial(self.vocab_size - self.vocab_size // 2, self.num_kv_pairs)
+        # The latest values of the K keys, given the keys: K distinct values (updates included:
+        # every value of a sequence is distinct) out of the answer alphabet.
+        return log2_falling_factorial(self.answer_alphabet, self.num_kv_pairs)
 
     def buckets(self) -> list[tuple[str, int, int]]:
-        # key j at 2j, its query at 2K + 2g with 0 <= g < S: distance in [2, 2K + 2S - 2]
-        k, s = self.num_kv_pairs, self.num_query_slots
-        return log2_buckets("dist", 2 * k + 2 * s - 2, min_value=2)
+        # Distance from the last key token of the key's latest unit (unit j of the last pass) to
+        # that of its query in slot q: w (K + U - j + q), with j < K for a key never reassigned
+        # and K <= j < K + U for a reassigned one, 0 <= q < S.
+        k, u, s, w = self.num_kv_pairs, self.num_updates, self.num_query_slots, self.key_len + 1
+        kept = log2_buckets("dist", w * (k + u + s - 1), min_value=w * (u + 1)) if u < k else []
+        updated = log2_buckets("upd_dist", w * (u + s - 1), min_value=w) if u else []
+        return kept + updated
 
     def gap_probabilities(self) -> np.ndarray:
         g = np.arange(1, self.num_query_slots + 1, dtype=np.float64)
@@ -134,10 +208,12 @@ class MQAR(Task):
 
     # ------------------------------------------------------------------ generation
     def _generate(self, num_examples: int, rng: np.random.Generator) -> TaskData:
-        n, k, length = num_examples, self.num_kv_pairs, self.seq_len
-        half, ctx = self.vocab_size // 2, 2 * self.num_kv_pairs
-        keys = sample_distinct(rng, n, k, 1, half)
-        values = sample_distinct(rng, n, k, half, self.vocab_size)
+        n, k, u, c, length = (num_examples, self.num_kv_pairs, self.num_updates, self.key_len,
+                              self.seq_len)
+        w, part, ctx = c + 1, self.part_size, self.context_len
+        keys, key_tokens = self._draw_keys(rng, n)  # [n, k, c]; the distinct tokens [n, g c]
+        values = sample_distinct(rng, n, k + u, c * part, self.vocab_size)
+        updated = sample_distinct(rng, n, u, 0, k)  # which keys are reassigned, in order
 
         # Weighted sampling without replacement, vectorized: exponential races. The slot whose
         # Exp(1) / p is smallest is the first draw, and so on (same law as successive draws).
@@ -148,21 +224,52 @@ class MQAR(Task):
             first = np.broadcast_to(np.arange(k), (n, k))
         order = np.argsort(np.take_along_axis(race, first, axis=1), axis=1)
         gaps = np.take_along_axis(first, order, axis=1)  # gap of the j-th key
-        qpos = ctx + 2 * gaps
+        qpos = ctx + w * gaps + c - 1  # the query's last key token: where its value is scored
+
+        units = np.empty((n, k + u, w), dtype=np.int64)
+        units[:, :k, :c] = keys
+        units[:, k:, :c] = np.take_along_axis(keys, updated[:, :, None], axis=1)
+        units[:, :, c] = values
+        latest_unit = np.broadcast_to(np.arange(k), (n, k)).copy()
+        np.put_along_axis(latest_unit, updated, k + np.arange(u), axis=1)
+        answers = np.take_along_axis(values, latest_unit, axis=1)
 
         inputs = np.empty((n, length), dtype=np.int64)
-        inputs[:, 0:ctx:2] = keys
-        inputs[:, 1:ctx:2] = values
+        inputs[:, :ctx] = np.tile(units.reshape(n, -1), (1, self.num_passes))
         if self.keys_in_filler:
             inputs[:, ctx:] = rng.integers(0, self.vocab_size, size=(n, length - ctx))
         elif self.random_non_queries:
-            sample_excluding(rng, keys, length - ctx, self.vocab_size, out=inputs[:, ctx:])
+            sample_excluding(rng, key_tokens, length - ctx, self.vocab_size, out=inputs[:, ctx:])
         else:
             inputs[:, ctx:] = 0
-        np.put_along_axis(inputs, qpos, keys, axis=1)
+        for i in range(c):
+            np.put_along_axis(inputs, qpos - (c - 1 - i), keys[:, :, i], axis=1)
         targets = np.full((n, length), IGNORE_INDEX, dtype=np.int64)
-        np.put_along_axis(targets, qpos, values, axis=1)
+        np.put_along_axis(targets, qpos, answers, axis=1)
 
-        dist = qpos - 2 * np.arange(k)  # from the key's position to its query
-        slices = bucket_slices(self.buckets(), (n, length), qpos, dist)
+        dist = w * (k + u - latest_unit + gaps)
+        if u == 0:
+            slices = bucket_slices(self.buckets(), (n, length), qpos, dist)
+        else:
+            is_updated = latest_unit >= k
+            slices = {}
+            for mask, prefix, count in ((~is_updated, "dist", k - u), (is_updated, "upd_dist", u)):
+                if count:
+                    bks = [b for b in self.buckets() if b[0].startswith(prefix)]
+                    slices.update(bucket_slices(
+                        bks, (n, length), qpos[mask].reshape(n, count), dist[mask].reshape(n, count)
+                    ))
         return TaskData(torch.from_numpy(inputs), torch.from_numpy(targets), slices)
+
+    def _draw_keys(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The keys [n, K, key_len] in context order, and each row's distinct key tokens."""
+        k, c, part = self.num_kv_pairs, self.key_len, self.part_size
+        if c == 1:
+            keys = sample_distinct(rng, n, k, 1, part)
+            return keys[:, :, None], keys
+        g = self.grid_size
+        pools = [sample_distinct(rng, n, g, max(1, i * part), (i + 1) * part) for i in range(c)]
+        grid = np.array(list(itertools.product(range(g), repeat=c)))  # [K, c]
+        keys = np.stack([pools[i][:, grid[:, i]] for i in range(c)], axis=2)
+        order = np.argsort(rng.random((n, k)), axis=1)  # the grid in random order
+        return np.take_along_axis(keys, order[:, :, None], axis=1), np.concatenate(pools, axis=1)

@@ -21,6 +21,10 @@ Differences: glmix has no copy-prefix or pad token; fuzzy_recall's keys and valu
 lengths (MAD draws each key's length in 1 .. k_motif_size and each value's in 1 ..
 v_motif_size), so seq_len must be a multiple of key_len + value_len; MAD's fuzzy probe also
 appears once at a random earlier place, glmix's probe key is any key presented earlier.
+
+fuzzy_recall with layout=mad is MAD's own layout instead (variable lengths, front padding, a pad
+token; tasks/recall_mad.py), and score=next_token (both tasks) makes every next token a target,
+as MAD's training split does.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from .base import (
     IGNORE_INDEX,
     Task,
     TaskData,
+    check_bool,
+    check_choice,
     check_float,
     check_int,
     log2_buckets,
@@ -42,6 +48,7 @@ from .base import (
     masked_bucket_slices,
     sample_distinct,
 )
+from .recall_mad import mad_fuzzy_rows
 
 
 class _Recall(Task):
@@ -50,9 +57,19 @@ class _Recall(Task):
 
     key_len = 1
     value_len = 1
+    layout = "glmix"
+    variable_keys = False
     BYTES_PER_TOKEN = 96
+    SCORES = ("repeats", "next_token")
 
     def _validate(self) -> None:
+        check_choice("score", self.score, self.SCORES)
+        check_choice("layout", self.layout, ("glmix", "mad"))
+        check_bool("variable_keys", self.variable_keys)
+        self._set("variable_keys", bool(self.variable_keys))
+        if self.variable_keys and self.layout != "mad":
+            raise ValueError("variable_keys=True applies to layout=mad only (MAD's training "
+                             "keys of 1 .. key_len tokens)")
         check_int("key_len", self.key_len, minimum=1)
         check_int("value_len", self.value_len, minimum=1)
         check_int("vocab_size", self.vocab_size, minimum=2)
@@ -78,7 +95,14 @@ class _Recall(Task):
                 "key ids (half ** key_len) must fit in 62 bits"
             )
         s = self.slot_len
-        if self.seq_len % s or self.seq_len < 2 * s:
+        if self.layout == "mad":
+            if self.seq_len <= 2 * s:
+                raise ValueError(
+                    f"seq_len={self.seq_len} is too short for layout=mad: the probe (up to "
+                    f"key_len + value_len = {s} tokens) is inserted before index seq_len - 2 * "
+                    f"(its length) (need seq_len > {2 * s})"
+                )
+        elif self.seq_len % s or self.seq_len < 2 * s:
             what = "key_len + value_len" if s > 2 else "2 (key, value)"
             raise ValueError(
                 f"seq_len={self.seq_len} must be a multiple of {what} = {s} and at least "
@@ -87,7 +111,16 @@ class _Recall(Task):
 
     @property
     def half(self) -> int:
-        return (self.vocab_size - self.noise_vocab_size) // 2
+        """Key tokens (and, for layout=glmix, value tokens): MAD's layout keeps V - 1 as PAD."""
+        return (self.vocab_size - self.noise_vocab_size - (self.layout == "mad")) // 2
+
+    @property
+    def num_values(self) -> int:
+        """Value tokens: H, or W - H with layout=mad (W = V - 1 - Z: 8 values beside 7 keys
+        at MAD's V = 16)."""
+        if self.layout == "mad":
+            return self.vocab_size - 1 - self.noise_vocab_size - self.half
+        return self.half
 
     @property
     def slot_len(self) -> int:
@@ -113,19 +146,37 @@ class _Recall(Task):
     @property
     def info_bits(self) -> float:
         # the value of every key presented so far (any of them can repeat), in expectation
-        return self.expected_distinct_keys * log2_falling_factorial(self.half, self.value_len)
+        return self.expected_distinct_keys * log2_falling_factorial(self.num_values, self.value_len)
 
     @property
     def answer_alphabet(self) -> int:
-        """A scored token is one of the H value tokens."""
-        return self.half
+        """A scored token is one of the value tokens (score=repeats); with score=next_token
+        any token can be a target."""
+        return self.num_values if self.score == "repeats" else self.vocab_size
+
+    def num_slices(self) -> int:
+        return len(self.buckets()) + (self.score == "next_token")
 
     def buckets(self) -> list[tuple[str, int, int]]:
-        # from the previous occurrence of the key to the repeat: 1 .. N-1 slots
+        # from the previous occurrence of the key to the repeat: 1 .. N-1 slots (layout=mad:
+        # 2 .. seq_len - 2 tokens between the two key starts)
         s = self.slot_len
+        if self.layout == "mad":
+            return log2_buckets("dist", self.seq_len - 2, min_value=2)
         return log2_buckets("dist", s * (self.num_slots - 1), min_value=s)
 
     def _generate(self, num_examples: int, rng: np.random.Generator) -> TaskData:
+        if self.layout == "mad":
+            x, repeat, dist = mad_fuzzy_rows(self, num_examples, rng)
+            inputs = x[:, :-1]
+            targets = np.where(repeat[:, 1:], x[:, 1:], IGNORE_INDEX)
+            slices = masked_bucket_slices(self.buckets(), dist[:, 1:], repeat[:, 1:])
+            data = TaskData(torch.from_numpy(inputs.copy()), torch.from_numpy(targets), slices)
+        else:
+            data = self._generate_glmix(num_examples, rng)
+        return data if self.score == "repeats" else _next_token_targets(data)
+
+    def _generate_glmix(self, num_examples: int, rng: np.random.Generator) -> TaskData:
         n, m, kl, vl, s = num_examples, self.num_slots, self.key_len, self.value_len, self.slot_len
         h = self.half
         rows = np.arange(n)[:, None]
@@ -192,6 +243,7 @@ class NoisyRecall(_Recall):
     seq_len: int = 128
     noise_vocab_size: int = 16
     frac_noise: float = 0.2
+    score: str = "repeats"
 
     name = "noisy_recall"
     version = 1
@@ -211,6 +263,9 @@ class FuzzyRecall(_Recall):
     value_len: int = 3
     noise_vocab_size: int = 0
     frac_noise: float = 0.0
+    layout: str = "glmix"
+    variable_keys: bool = False
+    score: str = "repeats"
 
     name = "fuzzy_recall"
     version = 1
@@ -218,3 +273,16 @@ class FuzzyRecall(_Recall):
 
     def __post_init__(self) -> None:
         self._validate()
+
+
+def _next_token_targets(data: TaskData) -> TaskData:
+    """MAD's training targets: every next token of the underlying string (the inputs shifted by
+    one, and at the last position its own target when it has one). The repeats keep their
+    `dist` slices; every other position is in the slice `other`."""
+    targets = data.targets.clone()
+    targets[:, :-1] = data.inputs[:, 1:]
+    other = torch.ones_like(data.scored)
+    for mask in data.slices.values():
+        other &= ~mask
+    other[:, -1] &= data.targets[:, -1] != IGNORE_INDEX
+    return TaskData(data.inputs, targets, {**data.slices, "other": other})

@@ -19,6 +19,7 @@ from .chomsky_dcf import ModularArithmeticBrackets, ReverseString, StackManipula
 from .chomsky_regular import CycleNavigation, EvenPairs, ModularArithmetic
 from .copy import Copy, SelectiveCopy
 from .flipflop import FlipFlop
+from .lookup import NgramLookup, Phonebook
 from .memorization import Memorization
 from .mqar import MQAR
 from .multihop import MultiHop
@@ -50,6 +51,9 @@ TASKS: dict[str, type[Task]] = {
         BucketSort,
         MissingDuplicate,
         BinaryMultiplication,
+        # look-ups beyond a fixed state (Jelassi et al. 2024)
+        NgramLookup,
+        Phonebook,
     )
 }
 

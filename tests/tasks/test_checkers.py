@@ -431,3 +431,366 @@ def test_memorization_checker(params):
         check(task, solve, 500, seed=seed)
     other = make_task("memorization", **{**params, "map_seed": task.map_seed + 1})
     assert memorization_map(other.vocab_size, other.map_seed) != value_of
+
+
+# ----------------------------------- MQAR variants: forgetting, compositional, multi-pass
+
+
+def mqar_variant_solver(task):
+    k, u, c, passes = task.num_kv_pairs, task.num_updates, task.key_len, task.num_passes
+    vocab, length, w = task.vocab_size, task.seq_len, task.key_len + 1
+    part = vocab // w
+    units = k + u
+    ctx = passes * units * w
+
+    def solve(row):
+        pass_len = units * w
+        first = row[:pass_len]
+        for p in range(passes):  # every pass is the same text
+            assert row[p * pass_len : (p + 1) * pass_len] == first
+        latest, latest_pos, assigned = {}, {}, {}
+        for t in range(0, ctx, w):  # reading in order: a later assignment replaces an earlier one
+            key, value = tuple(row[t : t + c]), row[t + c]
+            assert all(i * part <= x < (i + 1) * part and x > 0 for i, x in enumerate(key))
+            assert c * part <= value < vocab
+            latest[key], latest_pos[key] = value, t + c - 1
+            assigned.setdefault(key, set()).add(value)
+        assert len(latest) == k
+        pools = [sorted({key[i] for key in latest}) for i in range(c)]
+        assert len({len(p) for p in pools}) == 1 and len(pools[0]) ** c == k  # the whole grid
+        values_in_pass = first[c::w]
+        assert len(set(values_in_pass)) == units  # every value of a sequence is distinct
+        reassigned = {key for key, vals in assigned.items() if len(vals) > 1}
+        assert len(reassigned) == u
+        key_tokens = {x for key in latest for x in key}
+
+        tgt, sl, queried = [IGNORE] * length, {}, []
+        for t in range(ctx, length):
+            if row[t] in key_tokens and (t - ctx) % w == 0:
+                key = tuple(row[t : t + c])
+                assert key in latest
+                end = t + c - 1
+                tgt[end] = latest[key]
+                prefix = "upd_dist" if key in reassigned else "dist"
+                sl[end] = bucket(prefix, end - latest_pos[key])
+                queried.append(key)
+            elif not task.random_non_queries and not any(t - j in sl for j in range(c)):
+                assert row[t] == 0  # filler is token 0
+        assert sorted(queried) == sorted(latest), "every key is queried exactly once"
+        # filler never holds a key token (the queries are the only key tokens after the context)
+        n_key_tokens = sum(1 for x in row[ctx:] if x in key_tokens)
+        assert n_key_tokens == c * k
+        return tgt, sl
+
+    return solve
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"vocab_size": 64, "seq_len": 64, "num_kv_pairs": 4, "num_updates": 4},
+        {"vocab_size": 64, "seq_len": 96, "num_kv_pairs": 8, "num_updates": 3, "power_a": 1.0},
+        {"vocab_size": 40, "seq_len": 80, "num_kv_pairs": 12, "num_updates": 7},
+        {"vocab_size": 150, "seq_len": 61, "num_kv_pairs": 9, "key_len": 2},
+        {"vocab_size": 64, "seq_len": 128, "num_kv_pairs": 8, "key_len": 3, "power_a": 0.5},
+        {"vocab_size": 256, "seq_len": 128, "num_kv_pairs": 8, "num_passes": 2},
+        {"vocab_size": 256, "seq_len": 200, "num_kv_pairs": 9, "num_updates": 2, "key_len": 2,
+         "num_passes": 3, "random_non_queries": False},
+        {"vocab_size": 61, "seq_len": 37, "num_kv_pairs": 1, "num_updates": 1, "num_passes": 2},
+    ],
+)
+def test_mqar_variant_checker(params):
+    task = make_task("mqar", **params)
+    check(task, mqar_variant_solver(task), 800)
+
+
+def test_forgetting_answers_the_new_value_and_every_bucket_fills():
+    task = make_task("mqar", vocab_size=64, seq_len=96, num_kv_pairs=8, num_updates=3)
+    data = task.generate(3000, 1)
+    assert set(data.slices) == {name for name, _, _ in task.buckets()}
+    assert any(name.startswith("upd_dist") for name in data.slices)
+    for name, mask in data.slices.items():
+        assert mask.any(), name
+    # about 3 of 8 scored answers are reassigned values, which never equal the first value
+    upd = sum(int(m.sum()) for n, m in data.slices.items() if n.startswith("upd_"))
+    assert upd == 3 * 3000
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"num_kv_pairs": 4, "num_updates": 5}, "num_updates"),
+        ({"num_kv_pairs": 8, "key_len": 2}, "num_kv_pairs"),
+        ({"vocab_size": 14, "seq_len": 64, "num_kv_pairs": 4, "num_updates": 4}, "vocab_size"),
+        ({"vocab_size": 64, "seq_len": 46, "num_kv_pairs": 8, "num_passes": 2}, "num_kv_pairs"),
+        ({"num_passes": 0}, "num_passes"),
+        ({"key_len": 0}, "key_len"),
+        ({"num_updates": -1}, "num_updates"),
+    ],
+)
+def test_mqar_variant_validation(params, field):
+    with pytest.raises(ValueError, match=field) as err:
+        make_task("mqar", **params)
+    assert "\n" not in str(err.value)
+
+
+def test_plain_mqar_is_the_default_of_every_option():
+    a = make_task("mqar", seq_len=64, num_kv_pairs=8, vocab_size=256).generate(50, 3)
+    b = make_task("mqar", seq_len=64, num_kv_pairs=8, vocab_size=256, num_updates=0, key_len=1,
+                  num_passes=1).generate(50, 3)
+    assert a.content_hash == b.content_hash
+
+
+# ------------------------------------------- n-gram lookup and phonebook (Jelassi et al.)
+
+LOOKUP_PAD, LOOKUP_SEP = 0, 1
+
+
+def ngram_solver(task):
+    n, k, length = task.ngram_len, task.answer_len, task.seq_len
+
+    def solve(row):
+        if task.variant == "suffix":
+            m = row.index(LOOKUP_SEP)
+            ctx, query = row[:m], row[m + 1 : m + 1 + n]
+            assert row[m + 1 + n] == LOOKUP_SEP
+            first_scored = m + n + 1
+        else:
+            query = row[:n]
+            assert row[n] == LOOKUP_SEP
+            m = row.index(LOOKUP_SEP, n + 1) - n - 1
+            ctx = row[n + 1 : n + 1 + m]
+            first_scored = n + 1 + m
+        assert task.min_context_len <= m <= task.context_len
+        assert all(2 <= x < task.vocab_size for x in ctx + query)
+        hits = [i for i in range(m - n + 1) if ctx[i : i + n] == query]
+        assert len(hits) == 1, "the query n-gram occurs once in the context"
+        i = hits[0]
+        answer = ctx[i + n : i + n + k]
+        assert len(answer) == k
+        assert row[first_scored + 1 : first_scored + k] == answer[:-1]
+        assert all(x == LOOKUP_PAD for x in row[first_scored + k :])
+        tgt, sl = [IGNORE] * length, {}
+        for j in range(k):
+            t = first_scored + j
+            tgt[t] = answer[j]
+            source = i + n + j + (0 if task.variant == "suffix" else n + 1)
+            sl[t] = bucket("dist", t - source)
+        return tgt, sl
+
+    return solve
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"variant": "prefix"},
+        {"vocab_size": 6, "context_len": 40, "min_context_len": 9, "ngram_len": 4, "answer_len": 5},
+        {"vocab_size": 6, "context_len": 40, "min_context_len": 9, "ngram_len": 4, "answer_len": 5,
+         "variant": "prefix"},
+        {"vocab_size": 100, "context_len": 40, "min_context_len": 2, "ngram_len": 1,
+         "answer_len": 1, "variant": "prefix"},
+        {"vocab_size": 100, "context_len": 7, "ngram_len": 2, "answer_len": 5},
+    ],
+)
+def test_ngram_lookup_checker(params):
+    task = make_task("ngram_lookup", **params)
+    check(task, ngram_solver(task), 600)
+
+
+def phonebook_solver(task):
+    nl, dl, w, length = task.name_len, task.number_len, task.entry_len, task.seq_len
+    first_letter = task.FIRST_LETTER
+
+    def solve(row):
+        q = row.index(1)  # QUERY: no name letter or digit is 1
+        assert q % w == 0
+        e = q // w
+        assert task.min_entries <= e <= task.num_entries
+        book = {}
+        for j in range(e):
+            name, number = tuple(row[j * w : j * w + nl]), row[j * w + nl : (j + 1) * w]
+            assert all(x >= first_letter for x in name) and all(2 <= d < 12 for d in number)
+            assert name not in book, "names are distinct in a phonebook"
+            book[name] = (j, number)
+        j, number = book[tuple(row[q + 1 : q + 1 + nl])]
+        assert row[q + 1 + nl : q + nl + dl] == number[:-1]
+        assert all(x == LOOKUP_PAD for x in row[q + nl + dl :])
+        tgt, sl = [IGNORE] * length, {}
+        for d in range(dl):
+            t = q + nl + d
+            tgt[t] = number[d]
+            sl[t] = bucket("dist", (q + nl) - (j * w + nl - 1))
+        return tgt, sl
+
+    return solve
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"num_entries": 40, "min_entries": 1, "name_len": 2, "number_len": 1, "vocab_size": 21},
+        {"num_entries": 5, "name_len": 1, "number_len": 6, "vocab_size": 22},
+    ],
+)
+def test_phonebook_checker(params):
+    task = make_task("phonebook", **params)
+    check(task, phonebook_solver(task), 600)
+
+
+def test_lookup_sizes_vary_when_asked():
+    data = make_task("ngram_lookup", context_len=30, min_context_len=10).generate(400, 2)
+    first_sep = (data.inputs == LOOKUP_SEP).int().argmax(dim=1)
+    assert first_sep.min() == 10 and first_sep.max() == 30
+    book = make_task("phonebook", num_entries=8, min_entries=2).generate(400, 2)
+    queries = (book.inputs == 1).int().argmax(dim=1) // 7
+    assert queries.min() == 2 and queries.max() == 8
+
+
+@pytest.mark.parametrize(
+    "name, params, field",
+    [
+        ("ngram_lookup", {"context_len": 6, "ngram_len": 3, "answer_len": 4}, "ngram_len"),
+        ("ngram_lookup", {"context_len": 64, "min_context_len": 5}, "ngram_len"),
+        ("ngram_lookup", {"context_len": 64, "min_context_len": 65}, "min_context_len"),
+        ("ngram_lookup", {"vocab_size": 4, "ngram_len": 2}, "ngram_len"),
+        ("ngram_lookup", {"variant": "middle"}, "variant"),
+        ("phonebook", {"vocab_size": 14, "name_len": 2, "num_entries": 5}, "num_entries"),
+        ("phonebook", {"num_entries": 4, "min_entries": 5}, "min_entries"),
+        ("phonebook", {"name_len": 20}, "name_len"),
+        ("phonebook", {"vocab_size": 12}, "vocab_size"),
+    ],
+)
+def test_lookup_validation(name, params, field):
+    with pytest.raises(ValueError, match=field) as err:
+        make_task(name, **params)
+    assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- fuzzy recall in MAD's layout
+
+
+def mad_fuzzy_solver(task):
+    """Parse the runs: PAD in front, then slots of a key run (key tokens) and a value run (value
+    tokens), or a run of noise tokens; a key presented before is asked, its value is what it was
+    first given (the probe's key, wherever it first shows, always carries the probe's value)."""
+    w = task.vocab_size - 1 - task.noise_vocab_size
+    half, pad, length = w // 2, task.vocab_size - 1, task.seq_len
+
+    def kind(x):
+        return "key" if x < half else "value" if x < w else "noise" if x < pad else "pad"
+
+    def solve(row):
+        t = 0
+        while row[t] == pad:
+            t += 1
+        assert t >= 1 or len(row) < length
+        runs = []  # (kind, start, tokens)
+        for i in range(t, length):
+            k = kind(row[i])
+            assert k != "pad", "padding only in front"
+            if runs and runs[-1][0] == k:
+                runs[-1][2].append(row[i])
+            else:
+                runs.append((k, i, [row[i]]))
+        tgt, sl = [IGNORE] * length, {}
+        value_of, last_start = {}, {}
+        slots = []
+        i = 0
+        while i < len(runs):
+            k, start, toks = runs[i]
+            if k == "noise":
+                i += 1
+                continue
+            assert k == "key"
+            # a value run follows (the inputs drop the string's last token: the final value may
+            # have lost its only token)
+            has_value = i + 1 < len(runs) and runs[i + 1][0] == "value"
+            assert has_value or i == len(runs) - 1
+            slots.append((tuple(toks), start + len(toks), runs[i + 1][2] if has_value else [],
+                          start))
+            i += 2
+        for n_slot, (key, vstart, vals, kstart) in enumerate(slots):
+            last = n_slot == len(slots) - 1
+            assert len(set(key)) == len(key) and len(set(vals)) == len(vals)
+            assert 1 <= len(key) <= task.key_len
+            if not task.variable_keys:
+                assert len(key) == task.key_len
+            if key in value_of:
+                full = value_of[key]
+                assert tuple(vals) == full[: len(vals)]  # the last value loses its last token
+                if not last:
+                    assert len(vals) == len(full)
+                for j, v in enumerate(full):
+                    pos = vstart + j - 1
+                    tgt[pos] = v
+                    sl[pos] = bucket("dist", kstart - last_start[key])
+            elif not last:
+                value_of[key] = tuple(vals)
+            # else: the final probe's key was never presented (MAD's probe insertion index lay
+            # past the last slot): nothing can be known, nothing is scored
+            last_start[key] = kstart
+        return tgt, sl
+
+    return solve
+
+
+@pytest.mark.parametrize("params", [
+    {"layout": "mad", "seq_len": 128},
+    {"layout": "mad", "seq_len": 128, "variable_keys": True},
+    {"layout": "mad", "seq_len": 64, "vocab_size": 12, "key_len": 2, "value_len": 4,
+     "noise_vocab_size": 3, "frac_noise": 0.3, "variable_keys": True},
+    {"layout": "mad", "seq_len": 13, "vocab_size": 9, "key_len": 1, "value_len": 1},
+])
+def test_fuzzy_recall_mad_layout_checker(params):
+    task = make_task("fuzzy_recall", **params)
+    check(task, mad_fuzzy_solver(task), 600)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("noisy_recall", {"score": "next_token"}),
+    ("fuzzy_recall", {"score": "next_token"}),
+    ("fuzzy_recall", {"score": "next_token", "layout": "mad", "seq_len": 128,
+                      "variable_keys": True}),
+])
+def test_recall_next_token_scoring(name, params):
+    # every position's target is the next token of the string; the repeats keep their slices
+    task = make_task(name, **params)
+    repeats = make_task(name, **{**params, "score": "repeats"}).generate(300, 4)
+    data = task.generate(300, 4)
+    assert (data.inputs == repeats.inputs).all()
+    assert (data.targets[:, :-1] == data.inputs[:, 1:]).all()
+    assert (data.targets[:, -1] == repeats.targets[:, -1]).all()
+    for name_, mask in repeats.slices.items():
+        assert (data.slices[name_] == mask).all()
+    assert (data.slices["other"] == (data.scored & ~repeats.scored)).all()
+
+
+def test_mad_fuzzy_training_keys_are_mostly_short():
+    # MAD's training split draws key lengths 1..3: most scored repeats have short keys
+    task = make_task("fuzzy_recall", layout="mad", seq_len=128, variable_keys=True)
+    data = task.generate(400, 0)
+    short = total = 0
+    for row, tgt in zip(data.inputs.tolist(), data.targets.tolist()):
+        for t in range(1, len(row)):
+            if tgt[t] != IGNORE and row[t] < 7:  # the first value token of a repeat
+                k = 0
+                while t - k >= 0 and row[t - k] < 7:
+                    k += 1
+                total += 1
+                short += k < 3
+    assert 0.8 < short / total < 0.99
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"variable_keys": True}, "variable_keys"),
+    ({"layout": "mad", "seq_len": 12}, "seq_len"),
+    ({"layout": "zoology"}, "layout"),
+    ({"score": "all"}, "score"),
+])
+def test_fuzzy_recall_layout_validation(params, field):
+    with pytest.raises(ValueError, match=field) as err:
+        make_task("fuzzy_recall", **params)
+    assert "\n" not in str(err.value)
