@@ -117,8 +117,11 @@ def test_grids(compose):
         cfg = compose([f"grid={grid}"], return_hydra_config=True)
         assert set(str(cfg.hydra.sweeper.params.mixer).split(",")) <= set(catalogue())
         assert cfg.task.params.seq_len == 128
+    # the state-tracking page's grid: catalogue mixers, and every task of it validates
+    tracking = compose(["grid=state_tracking"], return_hydra_config=True)
+    assert set(str(tracking.hydra.sweeper.params.mixer).split(",")) <= set(catalogue())
     # each task of each grid validates
-    for grid in ("paper_table1", "paper_table1_gpu", "table1_v2_recall"):
+    for grid in ("paper_table1", "paper_table1_gpu", "table1_v2_recall", "state_tracking"):
         cfg = compose([f"grid={grid}"], return_hydra_config=True)
         for task in str(cfg.hydra.sweeper.params.task).split(","):
             validate(compose([f"grid={grid}", f"task={task}"]))
