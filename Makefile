@@ -33,13 +33,14 @@ fuzz: $(BIN)/python
 demo: $(BIN)/python
 	$(BIN)/python -m analysis.demo results_dir=$(abspath $(RESULTS))
 
-# bench: a quick sweep (task generation, the layers up to n = 512, one training step per mixer
-# at n = 128 and 512 on a small batch); bench-full: the whole sweep (docs/benchmarks.md).
+# bench: a quick sweep within 5 minutes on 2 cores (task generation of 20,000 sequences, the
+# layers at n = 256, one training step per mixer at n = 128 on a small batch); bench-full: the
+# whole sweep (docs/benchmarks.md).
 # Each writes its JSON under bench_out/ after every mixer.
 bench: $(BIN)/python
-	$(BIN)/python -m bench.tasks
-	$(BIN)/python -m bench.ops --quick --max-n 512 --compare ''
-	$(BIN)/python -m bench.step
+	$(BIN)/python -m bench.tasks --num-examples 20000
+	$(BIN)/python -m bench.ops --quick --max-n 256 --compare ''
+	$(BIN)/python -m bench.step --ns 128 --batch 4 --min-run-time 0.2
 
 bench-full: $(BIN)/python
 	$(BIN)/python -m bench.tasks

@@ -2,12 +2,14 @@
 
     python -m analysis.leaderboard RESULTS_DIR [--out DIR] [--metric test_exact]
                                    [--task mqar,copy] [--mixer 'pow2*'] [--group-by KEY]
+                                   [--rank-by mad] [--select-on val_acc]
                                    [--no-plots] [--bench F]
     glmix-leaderboard RESULTS_DIR          (the installed entry point)
 
 A row is one mixer config with everything else that is not the task (analysis.results): runs
-that differ only in seed and learning rate. For every (row, task setting) the learning rate with
-the best mean validation accuracy over seeds is chosen, and that rate's test metric is reported
+that differ only in seed, learning rate and weight decay. For every (row, task setting) the
+(learning rate, weight decay) with the best mean validation accuracy over seeds is chosen (on
+another metric with --select-on), and that pair's test metric is reported
 as its mean over seeds with a 95% Student t interval. Rows are ordered by the mean of the metric
 over the settings every shown row has (`mean`), with the mean rank beside it; a row missing
 settings is marked. `build_leaderboard` computes a `Leaderboard`; analysis.render draws it in
@@ -87,6 +89,8 @@ class Leaderboard:
     duplicates: int = 0
     failures: list = field(default_factory=list)  # (task setting, mixer, first error line)
     results_dir: str = ""
+    rank_by: str = "mean"  # mean | mad (analysis/mad.py)
+    scores: list = field(default_factory=list)  # aggregate columns shown after `mean rank`
 
     @property
     def higher_is_better(self) -> bool:
@@ -135,13 +139,22 @@ def _setting_info(cells: pd.DataFrame, settings: list[str], metric: Metric
     return out
 
 
+RANK_BY = ("mean", "mad")
+
+
 def build_leaderboard(results_dir, metric: str = DEFAULT_METRIC, tasks=None, mixers=None,
-                      group_by: str | None = None) -> Leaderboard:
+                      group_by: str | None = None, rank_by: str = "mean",
+                      select_on: str = SELECT_ON) -> Leaderboard:
     """The leaderboard of the results below `results_dir` (see `Leaderboard`). Rows are
     ordered by `mean` (best first; the metric table's direction, runners.metrics), then
-    `mean rank`, then label. Raises NoResultsError when nothing is left to rank, ValueError for
-    a metric the table does not know."""
+    `mean rank`, then label; with `rank_by="mad"` by the MAD score first (analysis/mad.py).
+    `select_on`: the metric that picks a cell's (learning rate, weight decay). Raises
+    NoResultsError when nothing is left to rank, ValueError for a metric the table does not
+    know or a `rank_by` with nothing to rank on."""
+    if rank_by not in RANK_BY:
+        raise ValueError(f"rank_by must be one of {', '.join(RANK_BY)}, got {rank_by!r}")
     kind = lookup_metric(metric)
+    lookup_metric(select_on)
     runs = load_results(results_dir)
     if runs.empty:
         raise NoResultsError(f"no result.json found under {results_dir}")
@@ -159,7 +172,7 @@ def build_leaderboard(results_dir, metric: str = DEFAULT_METRIC, tasks=None, mix
         parts = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         raise NoResultsError(f"no successful ('ok') result{where} under {results_dir}"
                              + (f" ({parts})" if parts else ""))
-    cells = summarize(chosen, metric=metric, select_on=SELECT_ON, group_by=group_by)
+    cells = summarize(chosen, metric=metric, select_on=select_on, group_by=group_by)
     settings = setting_order(cells)
     index = ["row", group_by] if group_by else ["row"]
     wide = cells.pivot_table(index=index, columns="task_setting", values="mean",
@@ -167,7 +180,7 @@ def build_leaderboard(results_dir, metric: str = DEFAULT_METRIC, tasks=None, mix
     wide = wide.reindex(columns=settings)
     table = pd.DataFrame(index=wide.index)
     table["mixer"] = cells.groupby(index)["mixer"].first().reindex(table.index)
-    sub_cells = per_setting_cells(chosen, metric, group_by)
+    sub_cells = per_setting_cells(chosen, metric, group_by, select_on)
     shown = []
     for s in settings:
         subs = [c for c in dict.fromkeys(sub_cells.get("task_setting", [])) if
@@ -199,11 +212,23 @@ def build_leaderboard(results_dir, metric: str = DEFAULT_METRIC, tasks=None, mix
         for col, value in _row_theory(cells[mask], theory_n).items():
             table.loc[key, col] = value
     table["params"] = cells.groupby(index)["num_params"].median().reindex(table.index)
+    scores, first = [], table["mean"]
+    if rank_by == "mad":
+        from .mad import SCORE, mad_table, score_columns
+
+        mad = mad_table(_Board(table, settings, common))
+        if SCORE not in mad or mad[SCORE].isna().all():
+            raise ValueError(f"--rank-by mad: no row has a score; the MAD score needs the settings"
+                             f" of tasks/mad.py's protocol (grid=mad) under {results_dir}")
+        table = table.join(mad)
+        scores, first = score_columns(mad), table[SCORE]
     order = table.assign(
+        _first=first if not better else -first,
         _score=table["mean"] if not better else -table["mean"],
         _rank=table["mean rank"],
         _name=[str(k) for k in table.index],
-    ).sort_values(["_score", "_rank", "_name"], na_position="last", kind="stable").index
+    ).sort_values(["_first", "_score", "_rank", "_name"], na_position="last",
+                  kind="stable").index
     table = table.loc[order]
     failures = []
     for _, r in failed.iterrows():
@@ -216,14 +241,24 @@ def build_leaderboard(results_dir, metric: str = DEFAULT_METRIC, tasks=None, mix
         runs=chosen, group_by=group_by,
         theory_n=None if not np.isfinite(theory_n) else int(theory_n),
         failures=failures, duplicates=runs.attrs.get("duplicates", 0),
-        results_dir=str(results_dir), **counts)
+        results_dir=str(results_dir), select_on=select_on, rank_by=rank_by, scores=scores,
+        **counts)
 
 
-def per_setting_cells(runs: pd.DataFrame, metric: str, group_by: str | None = None
-                      ) -> pd.DataFrame:
+@dataclass
+class _Board:
+    """What analysis.mad reads of a board before its rows are ordered."""
+
+    table: pd.DataFrame
+    ranked_settings: list[str]
+    common: list[str]
+
+
+def per_setting_cells(runs: pd.DataFrame, metric: str, group_by: str | None = None,
+                      select_on: str = SELECT_ON) -> pd.DataFrame:
     """Cells of the per-setting test metrics of Zoology's protocol (docs/tasks.md): for every
     `<metric>@<label>` column, a pseudo task setting `<task_setting>@<label>` summarised like
-    the others (the learning rate is chosen on the run's own validation accuracy, so it is the
+    the others (the learning rate is chosen on the run's own `select_on` metric, so it is the
     one of `<task_setting>`). Shown beside `<task_setting>`, not ranked (the same runs). Labels
     keep the order of the result files (the config's test order)."""
     frames = []
@@ -236,7 +271,7 @@ def per_setting_cells(runs: pd.DataFrame, metric: str, group_by: str | None = No
     if not frames:
         return pd.DataFrame(columns=["task_setting", "row", "mixer", "mean", "ci95", "seeds",
                                      "lr", *([group_by] if group_by else [])])
-    cells = summarize(pd.concat(frames, ignore_index=True), metric=metric, select_on=SELECT_ON,
+    cells = summarize(pd.concat(frames, ignore_index=True), metric=metric, select_on=select_on,
                       group_by=group_by)
     order = {name: i for i, name in enumerate(dict.fromkeys(
         ts for f in frames for ts in f["task_setting"]))}
@@ -269,13 +304,19 @@ def main(argv=None) -> int:
                     "wildcards allowed)")
     ap.add_argument("--group-by", metavar="KEY", help="a config key (e.g. model.d_model) shown "
                     "as a column instead of splitting rows; adds the accuracy-against-KEY plot")
+    ap.add_argument("--rank-by", choices=RANK_BY, default="mean", help="order rows by the mean "
+                    "over the common settings (default) or by the MAD score (analysis/mad.py: "
+                    "per MAD task the mean over its settings, then the mean over tasks)")
+    ap.add_argument("--select-on", default=SELECT_ON, help="the metric that picks each cell's "
+                    "learning rate and weight decay (default val_acc; test_acc as MAD does)")
     ap.add_argument("--no-plots", action="store_true", help="skip the plots")
     ap.add_argument("--bench", help="bench.ops JSON for the time-against-n plot")
     args = ap.parse_args(argv)
 
     try:
         board = build_leaderboard(args.results_dir, metric=args.metric, tasks=args.task,
-                                  mixers=args.mixer, group_by=args.group_by)
+                                  mixers=args.mixer, group_by=args.group_by,
+                                  rank_by=args.rank_by, select_on=args.select_on)
     except (NoResultsError, ValueError) as e:
         print(f"glmix-leaderboard: {e}", file=sys.stderr)
         return 1

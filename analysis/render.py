@@ -63,6 +63,7 @@ def columns(board, theory: bool = True) -> list[tuple[str, str, str]]:
     cols = [(board.group_by, board.group_by, "key")] if board.group_by else []
     cols += [(s, s, "acc") for s in board.settings]
     cols += [("mean", "mean", "float"), ("mean rank", "mean rank", "float")]
+    cols += [(c, c, "score") for c in board.scores]
     if not board.table["complete"].all():
         cols.append(("tasks", "tasks", "int"))
     if theory:
@@ -86,6 +87,8 @@ def display(board, theory: bool = True, show_seeds=None):
     best = {s: pick(table[s].dropna(), default=np.nan) for s in board.settings}
     best["mean"] = pick(table["mean"].dropna(), default=np.nan)
     best["mean rank"] = table["mean rank"].min()
+    for c in board.scores:
+        best[c] = pick(table[c].dropna(), default=np.nan)
     headers = ["mixer"] + [h for h, _, _ in cols]
     text, keys, bold = [], [], []
     for key, row in table.iterrows():
@@ -98,7 +101,7 @@ def display(board, theory: bool = True, show_seeds=None):
             elif kind == "acc":
                 t.append(_fmt_acc(v, row[f"{col} ±"], row[f"{col} seeds"], row[f"{col} chance"],
                                   True if show_seeds is None else show_seeds[col]))
-            elif col == "mean":
+            elif col == "mean" or kind == "score":
                 t.append("-" if np.isnan(v) else _fmt_mean(v) if np.isfinite(v) else "never")
             elif col == "mean rank":
                 t.append("-" if not np.isfinite(v) else f"{v:.2f}")
@@ -140,15 +143,21 @@ def notes(board) -> list[str]:
     common = board.common
     out = [
         f"Metric: {board.metric_name} ({board.metric.label}; {direction} is better), at the "
-        f"learning rate with the best mean {board.select_on} over seeds; mean ± half-width of "
+        f"learning rate and weight decay with the best mean {board.select_on} over seeds; mean "
+        f"± half-width of "
         f"the 95% Student t interval over seeds (one seed: mean only).",
         f"Order: by `mean`, the mean of the metric over the {len(common)} task setting(s) every "
         f"row has" + (f" ({', '.join(common)})"
                       if common and len(common) < len(board.ranked_settings) else "")
         + "; `mean rank` (rank 1 = best within a setting) over the same settings beside it. "
-        "A row is one mixer config; runs that differ only in seed and learning rate are pooled "
+        "A row is one mixer config; runs that differ only in seed, learning rate and weight "
+        "decay are pooled "
         "(docs/analysis.md).",
     ]
+    if board.rank_by == "mad":
+        out.insert(1, "Ranked by the MAD score (analysis/mad.py): per MAD task (tasks/mad.py), "
+                   "the mean of a row's cells over that task's settings every row has; the score "
+                   "is the mean over the tasks; ties by `mean`.")
     if not board.table["complete"].all():
         out.append("* misses some task settings: not ranked on fewer settings, see `tasks`.")
     if not common:
@@ -200,7 +209,9 @@ def to_json(board) -> dict:
         "higher_is_better": board.higher_is_better,
         "select_on": board.select_on,
         "interval": "95% Student t over seeds",
-        "order": "mean over the settings every row has, then mean rank",
+        "order": ("MAD score, then " if board.rank_by == "mad" else "")
+        + "mean over the settings every row has, then mean rank",
+        "scores": board.scores,
         "theory_n": board.theory_n,
         "theory_columns": {name: definition for name, _, definition in THEORY_COLUMNS},
         "settings": board.settings,

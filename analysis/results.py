@@ -93,6 +93,7 @@ def _flatten_result(r: Result, path: Path) -> dict:
     row = {
         "status": r.status, "error": r.error, "task": r.task, "task_setting": r.task_setting,
         "mixer": r.mixer, "seed": r.seed, "lr": _num(r.lr), "config_hash": r.config_hash,
+        "weight_decay": _num(config.get("trainer", {}).get("weight_decay")),
         "num_params": _num(r.num_params), "wall_time_s": _num(r.wall_time_s), "steps": r.steps,
         "path": str(path), "config": config, "curve": r.curve,
         "task_config": {"name": task_cfg.get("name", r.task), **task_cfg.get("params", {})},
@@ -290,12 +291,14 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
               level: float = 0.95, group_by: str | None = None) -> pd.DataFrame:
     """One cell per (row, column) over the `ok` runs (add_experiment_labels).
 
-    The learning rate is the one with the best mean `select_on` over seeds (ties: more seeds,
-    then the smaller rate); the cell reports that rate's `metric` over its seeds: `mean`, `std`,
+    The optimizer's (learning rate, weight decay) is the pair with the best mean `select_on` over
+    seeds (ties: more seeds, then the smaller rate, then the smaller decay); the cell reports that
+    pair's `metric` over its seeds: `mean`, `std`,
     `ci95` (the t half-width, NaN for one seed), `lo`, `hi`, `seeds`, `values` (the seeds'
     own). A steps-to-accuracy metric of a seed that never reached the threshold is inf, and so
     is then the mean. Also `row`,
-    `mixer`, `task_setting` (the column label), `val_mean`, `lrs` (rates tried), `seq_len`,
+    `mixer`, `task_setting` (the column label), `lr` and `weight_decay` (chosen), `val_mean`, `lrs`
+    (rates tried), `hparams` ((rate, decay) pairs tried), `seq_len`,
     `num_params` (median), `d_model`, `num_heads`, `num_layers`, `info_bits`, the task and
     mixer configs, the `group_by` value, and the theory columns at the cell's seq_len
     (analysis.theory.THEORY_COLUMNS: `reads_per_token`, `cache_size`, `state_size` -- the
@@ -311,13 +314,15 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
         ok[select_on] = np.nan
     ok = add_experiment_labels(ok, group_by)
     ok["lr_key"] = ok["lr"].fillna(-1.0)
+    ok["wd_key"] = ok["weight_decay"].fillna(-1.0)
     rows = []
     for (_, _), group in ok.groupby(["_row_key", "_col_key"], sort=True):
-        per_lr = group.groupby("lr_key").agg(val=(select_on, "mean"), runs=(metric, "count"))
-        per_lr = per_lr.assign(val_key=per_lr["val"].fillna(-np.inf)).sort_values(
+        per_hp = group.groupby(["lr_key", "wd_key"]).agg(val=(select_on, "mean"),
+                                                         runs=(metric, "count"))
+        per_hp = per_hp.assign(val_key=per_hp["val"].fillna(-np.inf)).sort_values(
             ["val_key", "runs"], ascending=[False, False], kind="stable")
-        lr_key = per_lr.index[0]
-        chosen = group[group["lr_key"] == lr_key]
+        lr_key, wd_key = per_hp.index[0]
+        chosen = group[(group["lr_key"] == lr_key) & (group["wd_key"] == wd_key)]
         values = chosen[metric].dropna()
         if np.isinf(values).any():
             mean, half, n = math.inf, math.nan, len(values)
@@ -335,8 +340,10 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", select_on: str = "val_
             "task": _first(chosen["task"]),
             "seq_len": chosen["seq_len"].median(),
             "lr": None if lr_key == -1.0 else float(lr_key),
-            "val_mean": per_lr["val"].iloc[0],
-            "lrs": len(per_lr),
+            "weight_decay": None if wd_key == -1.0 else float(wd_key),
+            "val_mean": per_hp["val"].iloc[0],
+            "lrs": group["lr_key"].nunique(),
+            "hparams": len(per_hp),  # (lr, weight decay) pairs tried
             "seeds": n,
             "values": values.tolist(),  # one per seed, at the chosen rate
             "mean": mean,

@@ -29,7 +29,8 @@ from analysis import stats
 from runners import machine
 
 __all__ = [
-    "ROOT", "FIT_MIN_N", "CHILD_TIMEOUT_S", "CLOCKS", "run_isolated", "set_preload", "time_calls",
+    "ROOT", "FIT_MIN_N", "CHILD_TIMEOUT_S", "CLOCKS", "preload_kinds", "run_isolated",
+    "set_preload", "time_calls",
     "summarize_times", "peak_rss", "strict_malloc", "fit_exponent", "machine_info", "git_state",
     "fmt_time", "fmt_mem", "fmt_exp", "markdown_table", "print_table", "finish",
 ]
@@ -55,6 +56,16 @@ def set_preload(modules) -> None:
     for m in modules:
         if m not in _PRELOAD:
             _PRELOAD.append(m)
+
+
+def preload_kinds(kinds) -> None:
+    """Preload what the given mixer kinds import when built: `import fla` (with transformers)
+    takes 10 to 15 s, which a fresh fork per measurement would pay at every point of an fla
+    mixer (22 s per point of `make bench` where a glmix point takes 3 s). Imported once in the
+    forkserver instead, and only when a job needs it. A failed preload is ignored by
+    multiprocessing (the child then imports it, as before)."""
+    if "fla" in set(kinds):
+        set_preload(["fla.layers"])
 
 
 def _context():

@@ -380,6 +380,7 @@ def run_bench(mixers=None, max_n: int | None = None, quick: bool = False, thread
     if min_run_time is None:
         min_run_time = QUICK_MIN_RUN_TIME if quick else DEFAULT_MIN_RUN_TIME
     jobs, theory, skipped = plan(mixers, ns, compare, log)
+    H.preload_kinds(j["cfg"].get("kind", "glr") for j in jobs)
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # read by the forkserver at its start
         os.environ.setdefault(k, str(threads))
     machine = H.machine_info(threads)

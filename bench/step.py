@@ -173,6 +173,7 @@ def run_bench(names=None, ns=CHEAP["ns"], batch=CHEAP["batch"], threads: int = 2
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # read by the forkserver at its start
         os.environ.setdefault(k, str(threads))
     run, skipped = plan(names, log)
+    H.preload_kinds(cfg.get("kind", "glr") for cfg in run.values())
     machine = H.machine_info(threads, git_paths=("mixers", "bench", "runners/model.py"))
     settings = {"ns": list(ns), "batch": batch, "threads": threads, "rounds": rounds,
                 "min_run_time": min_run_time, "model": model, "lr": LR, "baseline": BASELINE}

@@ -51,8 +51,9 @@ IDENTITY_DEFAULTS = {
 }
 
 # Fields a leaderboard cell pools over: runs that differ only in these are one experiment
-# (seeds are replicates; the learning rate is chosen on validation accuracy).
-POOLED = ("seed", "lr")
+# (seeds are replicates; the optimizer's learning rate and weight decay are chosen on validation
+# accuracy, as MAD sweeps them).
+POOLED = ("seed", "lr", "trainer.weight_decay")
 
 
 def drop_defaults(config: dict) -> dict:

@@ -182,17 +182,9 @@ def yaml_text(key: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Write conf/task/lengthgen/<key>.yaml for every protocol (into the folder given, default
     conf/task/lengthgen)."""
-    import sys
-    from pathlib import Path
+    from .configs import write_configs
 
-    args = sys.argv[1:] if argv is None else argv
-    folder = Path(args[0]) if args else Path(__file__).resolve().parents[1] / "conf" / "task" / \
-        "lengthgen"
-    folder.mkdir(parents=True, exist_ok=True)
-    for key in PROTOCOLS:
-        (folder / f"{key}.yaml").write_text(yaml_text(key))
-        print(folder / f"{key}.yaml")
-    return 0
+    return write_configs("lengthgen", {f"{key}.yaml": yaml_text(key) for key in PROTOCOLS}, argv)
 
 
 if __name__ == "__main__":

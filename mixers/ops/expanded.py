@@ -97,9 +97,13 @@ def glr_expanded(q, k, v, alpha, a_idx, beta, b_idx, backend: str = "auto",
 AUTO_REFERENCE_MAX_N = 256
 
 #: `auto` takes `flat` when the chunks read more past states than this many chunk sizes on
-#: average: measured crossover (docs/mixers.md, bench/expanded.py, dk = dv = 32, C = 64) between
-#: plain pow2 (about 5 C at n = 4096, chunked faster) and plain sq1 (about 27 C, flat faster)
-AUTO_FLAT_ABOVE = 8
+#: average. The blocked `chunked` form projects every row on every state its chunk reads (C |P_c|
+#: dk dv per chunk), so it wins only where few are read: measured (docs/benchmarks.md,
+#: bench/expanded.py, dk = dv = 32, C = 64, CPU time) plain pow2 (2 to 6 C from n = 512 to
+#: 8192) costs the same blocked or flat at n = 512 to 2048 with 3 to 4 times flat's memory, plain
+#: sq1 (3.5 C at 512, 15 C at 2048) 1.8 to 3.2 times flat's time from n = 1024; the lattices
+#: (at most 0.7 C to n = 8192) and first / kth (0.1 C) stay blocked
+AUTO_FLAT_ABOVE = 2
 
 #: below AUTO_REFERENCE_MAX_N, `auto` still takes the blocked `chunked` form when every chunk
 #: reads at most this many past states: measured (fwd + bwd, batch 16, one head, dk = dv = 64,

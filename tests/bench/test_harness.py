@@ -67,3 +67,11 @@ def test_markdown_table_and_formats():
     assert H.fmt_mem(3 * 2**20) == "3 MiB" and H.fmt_exp(1.234) == "1.23"
     info = H.machine_info(1)
     assert info["threads"] == 1 and info["torch"] and "loadavg_start" in info
+
+
+def test_fla_is_preloaded_only_when_a_job_needs_it(monkeypatch):
+    monkeypatch.setattr(H, "_PRELOAD", ["mixers"])
+    H.preload_kinds(["glr", "expanded", "attention"])
+    assert H._PRELOAD == ["mixers"]
+    H.preload_kinds(iter(["glr", "fla", "fla"]))
+    assert H._PRELOAD == ["mixers", "fla.layers"]

@@ -251,17 +251,19 @@ def test_bad_inputs_are_named():
 
 def test_auto_keeps_the_measured_faster_backend():
     # docs/mixers.md: reference up to n = 256 (whatever the chunk size), then chunked where
-    # chunks read few past states, flat for plain sq1 / dense at long n (their chunks read most
-    # of the past)
+    # chunks read few past states (first, kth, the lattices), flat for plain pow2, sq1 and dense
+    # (their chunks read many chunk sizes of past states)
     from mixers.ops.expanded import auto_backend
 
     def pick(name, ce, n):
         return auto_backend(make_pattern(name, cache_efficient=ce).index(n), 64)
 
-    assert {pick(p, ce, 4096) for p, ce in [("first", False), ("pow2", False), ("pow2", True),
-                                            ("sq1", True)]} == {"chunked"}
+    assert {pick(p, ce, n) for p, ce in [("first", False), ("kth", False), ("pow2", True),
+                                         ("sq1", True)] for n in (512, 8192)} == {"chunked"}
     assert pick("sq1", False, 4096) == pick("dense", False, 4096) == "flat"
-    assert pick("sq1", False, 512) == "chunked"
+    # plain pow2 and sq1 read 2 to 44 chunk sizes of past states: flat from n = 512
+    assert pick("sq1", False, 512) == pick("pow2", False, 512) == pick("pow2", False, 4096) \
+        == "flat"
     assert {pick(p, ce, n) for p, ce in [("first", False), ("pow2", True), ("dense", False)]
             for n in (1, 65, 256)} == {"reference"}
     assert pick("first", False, 257) == "chunked"

@@ -120,8 +120,13 @@ def test_grids(compose):
     # the state-tracking page's grid: catalogue mixers, and every task of it validates
     tracking = compose(["grid=state_tracking"], return_hydra_config=True)
     assert set(str(tracking.hydra.sweeper.params.mixer).split(",")) <= set(catalogue())
+    # MAD's protocol and the forgetting grids: catalogue mixers
+    for grid in ("mad", "recall_forgetting", "recall_forgetting_fla"):
+        cfg = compose([f"grid={grid}"], return_hydra_config=True)
+        assert set(str(cfg.hydra.sweeper.params.mixer).split(",")) <= set(catalogue())
     # each task of each grid validates
-    for grid in ("paper_table1", "paper_table1_gpu", "table1_v2_recall", "state_tracking"):
+    for grid in ("paper_table1", "paper_table1_gpu", "table1_v2_recall", "state_tracking", "mad",
+                 "recall_forgetting"):
         cfg = compose([f"grid={grid}"], return_hydra_config=True)
         for task in str(cfg.hydra.sweeper.params.task).split(","):
             validate(compose([f"grid={grid}", f"task={task}"]))
