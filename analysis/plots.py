@@ -74,8 +74,10 @@ class Style:
 
     def color(self, label) -> str:
         if str(label) not in self.colors:
+            # a label first seen late gets a colour of its own; the ones already drawn keep
+            # theirs (recolouring all of them would change a row's colour between panels)
             self.order.append(str(label))
-            self.colors = colors_for(self.order)
+            self.colors[str(label)] = colors_for(self.order)[str(label)]
         return self.colors[str(label)]
 
     def marker(self, label) -> str:

@@ -100,7 +100,8 @@ def test_missing_data_is_skipped_with_a_note(tmp_path, capsys, monkeypatch):
     assert (cells["state_size"] == 2 * 32 * 63).all()  # attention: 2 * d_model * (n - 1)
 
 
-def test_a_registered_plot_is_drawn_with_the_style_passed_in(tmp_path):
+def test_a_registered_plot_is_drawn_with_the_style_passed_in(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no bench_out/mixers.json of the checkout joins the plots
     root = tmp_path / "r"
     for seed in (0, 1):
         for d in (16, 32):
@@ -165,3 +166,12 @@ def test_plots_main_exit_codes(tmp_path):
     bench.write_text(json.dumps({"records": bench_records({"attention": 2.0})}))
     assert plots.main([str(empty), "--bench", str(bench), "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "time_vs_n.png").exists()
+
+
+def test_a_late_label_keeps_the_colours_already_given():
+    style = plots.Style(["a", "b"])
+    first = dict(style.colors)
+    for i in range(12):  # past the 10 colours of the colour-blind palette
+        style.color(f"late{i}")
+    assert {k: style.colors[k] for k in first} == first
+    assert len(set(style.colors.values())) == len(style.colors)
