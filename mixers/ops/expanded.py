@@ -98,12 +98,13 @@ AUTO_REFERENCE_MAX_N = 256
 
 #: `auto` takes `flat` when the chunks read more past states than this many chunk sizes on
 #: average. The blocked `chunked` form projects every row on every state its chunk reads (C |P_c|
-#: dk dv per chunk), so it wins only where few are read: measured (docs/benchmarks.md,
-#: bench/expanded.py, dk = dv = 32, C = 64, CPU time) plain pow2 (2 to 6 C from n = 512 to
-#: 8192) costs the same blocked or flat at n = 512 to 2048 with 3 to 4 times flat's memory, plain
-#: sq1 (3.5 C at 512, 15 C at 2048) 1.8 to 3.2 times flat's time from n = 1024; the lattices
-#: (at most 0.7 C to n = 8192) and first / kth (0.1 C) stay blocked
-AUTO_FLAT_ABOVE = 2
+#: dk dv per chunk), so it wins only where few are read. Measured (docs/benchmarks.md, op fwd +
+#: bwd at the training shape: batch 8, one head, dk = dv = 64, C = 64, 2 threads): plain pow2
+#: (2.1 C at n = 512, 3.1 C at 1024) 1.26 s blocked against 1.47 s flat at 512, 3.7 against
+#: 4.6 s at 1024; plain sq1 (3.5 C at 512, 7.5 C at 1024) 1.43 against 1.50 s at 512, 9.5
+#: against 4.9 s at 1024. So flat from 5 C: plain sq1 from n = 1024, plain pow2 from 4096 (5.0
+#: C), dense; the lattices (at most 0.7 C to n = 8192), first and kth stay blocked
+AUTO_FLAT_ABOVE = 5
 
 #: below AUTO_REFERENCE_MAX_N, `auto` still takes the blocked `chunked` form when every chunk
 #: reads at most this many past states: measured (fwd + bwd, batch 16, one head, dk = dv = 64,

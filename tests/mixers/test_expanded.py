@@ -261,9 +261,10 @@ def test_auto_keeps_the_measured_faster_backend():
     assert {pick(p, ce, n) for p, ce in [("first", False), ("kth", False), ("pow2", True),
                                          ("sq1", True)] for n in (512, 8192)} == {"chunked"}
     assert pick("sq1", False, 4096) == pick("dense", False, 4096) == "flat"
-    # plain pow2 and sq1 read 2 to 44 chunk sizes of past states: flat from n = 512
-    assert pick("sq1", False, 512) == pick("pow2", False, 512) == pick("pow2", False, 4096) \
-        == "flat"
+    # plain pow2 and sq1 read 2 to 44 chunk sizes of past states: flat from 5 C (sq1 from
+    # n = 1024, pow2 from 4096)
+    assert pick("sq1", False, 512) == pick("pow2", False, 2048) == "chunked"
+    assert pick("sq1", False, 1024) == pick("pow2", False, 4096) == "flat"
     assert {pick(p, ce, n) for p, ce in [("first", False), ("pow2", True), ("dense", False)]
             for n in (1, 65, 256)} == {"reference"}
     assert pick("first", False, 257) == "chunked"
