@@ -38,6 +38,12 @@ def test_every_task_file_validates(compose, task):
         from tasks.lengthgen import PROTOCOLS
 
         assert cfg.task.name == PROTOCOLS[task.split("/")[-1]]["name"]
+    elif task.startswith("mad/"):  # named by MAD's task and change: mad/noisy-v80 is noisy_recall
+        from tasks.mad import config
+
+        assert cfg.task.name == config("mad-" + task.split("/")[-1])["name"]
+    elif task.startswith("forgetting/"):  # forgetting MQAR by size: forgetting/n64 is mqar
+        assert cfg.task.name == "mqar"
     else:
         assert task.split("/")[-1].startswith(cfg.task.name)  # e.g. mqar, mqar_generalization
 
