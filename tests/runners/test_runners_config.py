@@ -126,13 +126,22 @@ def test_grids(compose):
     # the state-tracking page's grid: catalogue mixers, and every task of it validates
     tracking = compose(["grid=state_tracking"], return_hydra_config=True)
     assert set(str(tracking.hydra.sweeper.params.mixer).split(",")) <= set(catalogue())
-    # MAD's protocol and the forgetting grids: catalogue mixers
-    for grid in ("mad", "recall_forgetting", "recall_forgetting_fla"):
+    # MAD's protocol, the forgetting grids and the frontier's width sweep: catalogue mixers
+    for grid in ("mad", "recall_forgetting", "recall_forgetting_fla", "frontier_capacity",
+                 "frontier_capacity_fla"):
         cfg = compose([f"grid={grid}"], return_hydra_config=True)
         assert set(str(cfg.hydra.sweeper.params.mixer).split(",")) <= set(catalogue())
+    # the width sweep: the state binds at 32 pairs (widths 16 to 64), the fla grid drops glmix's
+    # convolution
+    capacity = compose(["grid=frontier_capacity"], return_hydra_config=True)
+    assert str(capacity.hydra.sweeper.params["model.d_model"]) == "16,32,64"
+    assert capacity.task.params.num_kv_pairs == 32 and capacity.model.num_heads == 1
+    assert sweep_size(capacity) == 3 * 3 * 5
+    capacity_fla = compose(["grid=frontier_capacity_fla"], return_hydra_config=True)
+    assert capacity_fla.mixer.short_conv == 0 and sweep_size(capacity_fla) == 3 * 3 * 2
     # each task of each grid validates
     for grid in ("paper_table1", "paper_table1_gpu", "table1_v2_recall", "state_tracking", "mad",
-                 "recall_forgetting"):
+                 "recall_forgetting", "frontier_capacity"):
         cfg = compose([f"grid={grid}"], return_hydra_config=True)
         for task in str(cfg.hydra.sweeper.params.task).split(","):
             validate(compose([f"grid={grid}", f"task={task}"]))
