@@ -218,7 +218,8 @@ def main(argv=None) -> int:
         return 1
     for setting, table in tables.items():
         print(f"### {setting}\n")
-        print(table.to_markdown(floatfmt=".2f") + "\n")
+        # object dtype keeps the seed count an integer: a float format would print "2.00"
+        print(table.astype({"seeds": object}).to_markdown(floatfmt=".2f") + "\n")
     return 0
 
 
