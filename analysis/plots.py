@@ -139,8 +139,10 @@ def _legend(fig, style: Style, mixers, extra=()) -> None:
                fontsize="small", ncols=ncols)
 
 
-def _suptitle(fig, text: str, width: int = 90) -> None:
-    """A figure title wrapped to lines of `width` characters (constrained layout makes room)."""
+def _suptitle(fig, text: str, width: int | None = None) -> None:
+    """A figure title wrapped to lines of `width` characters (default: what the figure's width
+    holds at the title's font, about 9 characters an inch; constrained layout makes room)."""
+    width = width or max(40, min(90, int(fig.get_figwidth() * 9)))
     fig.suptitle(textwrap.fill(text, width))
 
 
@@ -275,8 +277,25 @@ def _bound_inputs(sub: pd.DataFrame):
     return info, chance, int(layers) if np.isfinite(layers) else 1
 
 
+def state_lines(sub: pd.DataFrame) -> dict[str, tuple[list[float], list[float]]]:
+    """Zoology's frontier lines: for each row of a --group-by split (column group_row, e.g. a
+    mixer over model.d_model) with two or more points, its (state sizes, means) in state
+    order. Empty without a split."""
+    if "group_row" not in sub:
+        return {}
+    lines = {}
+    for row, part in sub.groupby("group_row", sort=False):
+        part = part.sort_values("state")
+        if len(part) > 1:
+            lines[str(row)] = (part["state"].tolist(), part["mean"].tolist())
+    return lines
+
+
 def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int = 16,
                style: Style | None = None):
+    """Accuracy against the layer's state size, a panel per task setting and a point per row.
+    Under --group-by (cells split by analysis.plots.split_by_group) a row is one mixer: a line
+    joins its group values (Zoology's accuracy against state, a point per width)."""
     style = style or Style(sorted(cells["row"].unique()))
     from matplotlib.lines import Line2D
 
@@ -289,9 +308,14 @@ def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int 
         _note("accuracy against state size skipped: no state size (theory.state_size) in "
               "the results")
         return None
+    grouped = "group_row" in data
+    if grouped:  # one colour per mixer: its widths are its points along one line
+        data["row"] = data["group_row"]
     drew_bound = False
     with _setting_panels(data) as (fig, panels):
         for ax, setting, sub in panels:
+            for row, (xs, ys) in state_lines(sub).items():
+                ax.plot(xs, ys, color=style.color(row), lw=1.2, alpha=0.8, zorder=2)
             _points(ax, style, sub, "state")
             ax.set_xscale("log")
             lo, hi = sub["state"].min() / 3, sub["state"].max() * 3
@@ -318,7 +342,9 @@ def plot_cache(cells: pd.DataFrame, out: Path, metric: str, bits_per_float: int 
             _note("capacity bound not drawn: task info_bits unknown (tasks package or "
                   "theory.info_bits needed) or the metric is not a token accuracy")
         _legend(fig, style, style.ordered(data["row"]), extra)
-        _suptitle(fig, "Accuracy against state size (a point per mixer; bars: 95% t interval)")
+        key = str(cells.attrs.get("group_by") or "group value").rsplit(".", 1)[-1]
+        what = f"a line per mixer, a point per {key}" if grouped else "a point per mixer"
+        _suptitle(fig, f"Accuracy against state size ({what}; bars: 95% t interval)")
         return _save(fig, out, "accuracy_vs_state")
 
 
@@ -658,7 +684,9 @@ def split_by_group(cells: pd.DataFrame, key: str | None) -> pd.DataFrame:
         return cells
     short = key.rsplit(".", 1)[-1]
     values = cells[key].map(lambda v: f"{v:g}" if isinstance(v, (int, float)) else str(v))
-    out = cells.assign(row=cells["row"].astype(str) + f" [{short}=" + values + "]")
+    # group_row keeps the pooled label, for the plots that join a row's group values by a line
+    out = cells.assign(row=cells["row"].astype(str) + f" [{short}=" + values + "]",
+                       group_row=cells["row"].astype(str))
     out.attrs.update(cells.attrs)
     return out
 

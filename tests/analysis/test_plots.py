@@ -126,6 +126,29 @@ def test_a_registered_plot_is_drawn_with_the_style_passed_in(tmp_path, monkeypat
     assert seen["color"] == style.colors["attention [d_model=16]"]
 
 
+def test_a_width_sweep_draws_a_line_per_mixer_against_state(tmp_path, monkeypatch):
+    # Zoology's frontier: with --group-by model.d_model each mixer is one line through its
+    # widths, ordered by the layer's state size, on the accuracy-against-state plot
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "r"
+    truth = {("attention", 16): 0.2, ("attention", 32): 0.9, ("pow2", 16): 0.1,
+             ("pow2", 32): 0.4}
+    for (mixer, d), acc in truth.items():
+        for seed in (0, 1):
+            write(root, make_result("mqar-64", mixer, seed, 1e-3, acc, acc, d_model=d))
+    cells = summarize(load_results(root), group_by="model.d_model")
+    split = plots.split_by_group(cells, "model.d_model")
+    split["state"] = split["state_size"].astype(float)
+    lines = plots.state_lines(split)
+    assert set(lines) == {"attention", "pow2"}
+    for mixer, (xs, ys) in lines.items():
+        assert xs == sorted(xs) and len(set(xs)) == 2  # the wider layer keeps more state
+        assert ys == pytest.approx([truth[(mixer, 16)], truth[(mixer, 32)]])
+    assert plots.state_lines(summarize(load_results(root)).assign(state=1.0)) == {}
+    made = plots.make_plots(cells, tmp_path / "out")
+    assert "accuracy_vs_state" in {p.stem for _, p in made}
+
+
 def test_fit_exponent_uses_large_n_only():
     df = plots.load_bench_records(bench_records({"sq1": 1.5}))
     part = df[df["mixer"] == "sq1"]
