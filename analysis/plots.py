@@ -710,9 +710,12 @@ def make_plots(cells: pd.DataFrame | None, out, metric: str = "test_acc", bench=
         labels = order if order is not None else (cells["row"] if has else [])
         style = Style(labels, legend)
     if key:  # the split labels after every row's, so a row keeps the leaderboard's colour
-        style.order = list(dict.fromkeys([*style.order, *(x for r in style.order for x in
-                                                          split.loc[cells["row"] == r, "row"])]))
-        style.colors = colors_for(style.order)
+        base = list(style.order)
+        style.order = list(dict.fromkeys([*base, *(x for r in base for x in
+                                                   split.loc[cells["row"] == r, "row"])]))
+        # a plot draws either the pooled rows or the split ones, never both: each set gets a
+        # palette of its own, so a few mixers keep distinct colours beside many split labels
+        style.colors = {**colors_for(style.order[len(base):]), **colors_for(base)}
     accuracy = lookup_metric(metric).accuracy
     if has and not accuracy:
         _note(f"accuracy plots skipped: {metric} is not an accuracy")

@@ -124,6 +124,8 @@ def test_a_registered_plot_is_drawn_with_the_style_passed_in(tmp_path, monkeypat
     # --group-by: one curve per group value, never the pool of both widths
     assert seen["rows"] == ["attention [d_model=16]", "attention [d_model=32]"]
     assert seen["color"] == style.colors["attention [d_model=16]"]
+    # the pooled rows keep the palette of the pooled rows alone (the leaderboard's colours)
+    assert style.colors["attention"] == plots.colors_for(["attention"])["attention"]
 
 
 def test_a_width_sweep_draws_a_line_per_mixer_against_state(tmp_path, monkeypatch):
