@@ -11,7 +11,9 @@ Hooks of `runners.train.run` (docs/runners.md, "Running on a Slurm cluster"):
 - `time_limit()`: while a submitit job trains, the signal that submitit asks Slurm to send
   `hydra.launcher.signal_delay_s` seconds before the job's time limit (USR2) raises
   `TimeLimitReached`, so the run is recorded as `failed` with that reason and the job ends
-  normally (the grid goes on). The same signal long before the limit is a preemption: left to
+  normally (the grid goes on). Should code where the signal lands swallow that exception,
+  `check_time_limit()` raises it again at the next training, validation or test step. The
+  same signal long before the limit is a preemption: left to
   submitit, which requeues the job.
 - `job_info()`: the launcher, host, pid, job id and the job's stdout / stderr files, for the
   `job` field of result.json.
@@ -181,6 +183,20 @@ class TimeLimitReached(RuntimeError):
     """The Slurm job of this run reached (the warning signal before) its time limit."""
 
 
+# The message of the time-limit signal, once it came. The handler raises at once, but an
+# exception raised from a signal handler lands wherever the main thread happens to be, and
+# code that swallows exceptions there (logging's emit() prints and drops them) would let
+# training go on until Slurm kills the job; `check_time_limit()` raises it again at the next
+# training step (runners.lit.StopAtTimeLimit).
+_time_limit_message: str | None = None
+
+
+def check_time_limit() -> None:
+    """Raise TimeLimitReached if the time-limit signal came while `time_limit()` was active."""
+    if _time_limit_message is not None:
+        raise TimeLimitReached(_time_limit_message)
+
+
 @contextmanager
 def time_limit() -> Iterator[None]:
     """While the body runs inside a submitit job: its time-limit signal raises
@@ -197,9 +213,12 @@ def time_limit() -> Iterator[None]:
     except Exception:  # noqa: BLE001 - an unknown submitit version: leave its handling
         yield
         return
+    global _time_limit_message
+    _time_limit_message = None
     t0 = time.time()
 
     def handler(signum, frame):
+        global _time_limit_message
         owner = getattr(previous, "__self__", None)  # submitit's SignalHandler
         if callable(previous) and owner is not None and hasattr(owner, "has_timed_out"):
             if not owner.has_timed_out():  # preempted: submitit checkpoints and requeues
@@ -208,11 +227,12 @@ def time_limit() -> Iterator[None]:
         job = os.environ.get("SLURM_ARRAY_JOB_ID")
         job = f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if job else os.environ.get(
             "SLURM_JOB_ID", "?")
-        raise TimeLimitReached(
+        _time_limit_message = (
             f"time limit: Slurm job {job} got {signal.Signals(signum).name}, the warning "
             f"before its time limit" + (f" of {limit} min" if limit else "") +
             f", after {time.time() - t0:.0f} s of training; give it more time "
             "(hydra.launcher.timeout_min) or fewer steps, and run the grid again")
+        raise TimeLimitReached(_time_limit_message)
 
     signal.signal(sig, handler)
     try:

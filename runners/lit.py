@@ -1,4 +1,5 @@
-"""Lightning pieces: the data module, the training module, the metrics, early stopping.
+"""Lightning pieces: the data module, the training module, the metrics, early stopping, the
+Slurm time limit's backstop.
 
 Metrics (validation and test; runners.metrics.EVAL_METRICS, the table of every metric's
 direction, label and format), all on scored positions only (targets != -100), written as
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from runners.cluster import check_time_limit
 from runners.metrics import EVAL_METRICS
 from tasks import IGNORE_INDEX, TaskMixture, split_seed
 
@@ -336,6 +338,20 @@ class StopAtAccuracy(pl.Callback):
         if acc is not None and acc >= self.target:
             self.reached_at = trainer.global_step
             trainer.should_stop = True
+
+
+class StopAtTimeLimit(pl.Callback):
+    """Raise the Slurm time limit at the next step should the exception that its signal raised
+    have been swallowed where it landed (runners.cluster.check_time_limit)."""
+
+    def on_train_batch_start(self, *_):
+        check_time_limit()
+
+    def on_validation_batch_start(self, *_):
+        check_time_limit()
+
+    def on_test_batch_start(self, *_):
+        check_time_limit()
 
 
 class StepProgressBar(TQDMProgressBar):

@@ -154,7 +154,7 @@ def train(cfg: DictConfig, task, out: Path, result: Result) -> dict:
     import lightning.pytorch as pl
     import torch
 
-    from runners.lit import LitModel, StopAtAccuracy, TaskDataModule
+    from runners.lit import LitModel, StopAtAccuracy, StopAtTimeLimit, TaskDataModule
     from runners.model import build_model
 
     quiet_lightning()  # after the import: importing lightning sets its loggers to INFO
@@ -175,7 +175,7 @@ def train(cfg: DictConfig, task, out: Path, result: Result) -> dict:
     loggers = make_loggers(t.logger, out, wandb_names(
         result.task, result.task_setting, result.mixer, result.lr, result.seed,
         result.config_hash), result.config)
-    trainer = make_trainer(t, out, loggers, [stop] if stop else [])
+    trainer = make_trainer(t, out, loggers, [StopAtTimeLimit()] + ([stop] if stop else []))
 
     t_fit = time.time()
     trainer.fit(lit, datamodule=dm)

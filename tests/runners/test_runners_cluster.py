@@ -119,6 +119,47 @@ def test_time_limit_signal(monkeypatch, timed_out):
         signal.signal(sig, original)
 
 
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signal handlers live in the main thread")
+def test_time_limit_swallowed_where_it_landed_is_raised_at_the_next_check(monkeypatch):
+    # the signal can land inside code that drops exceptions (logging's emit() does): the next
+    # check raises it again, and the next run starts without it
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    fake = _FakeSubmititHandler(timed_out=True)
+    sig = signal.SIGUSR2
+    original = signal.signal(sig, fake.checkpoint_and_try_requeue)
+    try:
+        with cluster.time_limit():
+            cluster.check_time_limit()  # no signal yet: nothing raised
+            swallowed = False
+            try:
+                os.kill(os.getpid(), sig)
+                time.sleep(5)
+            except Exception:  # noqa: BLE001 - what logging.Handler.emit does
+                swallowed = True
+            assert swallowed
+            with pytest.raises(cluster.TimeLimitReached, match="Slurm job 42 got SIGUSR2"):
+                cluster.check_time_limit()
+        with cluster.time_limit():  # the next run of this worker
+            cluster.check_time_limit()
+    finally:
+        signal.signal(sig, original)
+
+
+def test_stop_at_time_limit_callback_raises_at_each_kind_of_step(monkeypatch):
+    from runners.lit import StopAtTimeLimit
+
+    cb = StopAtTimeLimit()
+    monkeypatch.setattr(cluster, "_time_limit_message", None)
+    cb.on_train_batch_start(None, None, None, 0)
+    monkeypatch.setattr(cluster, "_time_limit_message", "time limit: Slurm job 7 got SIGUSR2")
+    for hook in (cb.on_train_batch_start, cb.on_validation_batch_start, cb.on_test_batch_start):
+        with pytest.raises(cluster.TimeLimitReached, match="Slurm job 7"):
+            hook(None, None, None, 0)
+
+
 def test_squeue_replaces_sacct(monkeypatch):
     from submitit.slurm import slurm
 
