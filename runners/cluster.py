@@ -239,6 +239,7 @@ def time_limit() -> Iterator[None]:
         yield
     finally:
         signal.signal(sig, previous)
+        _time_limit_message = None  # a later run in this process starts without it
 
 
 # ------------------------------------------------------------------------ sacct
