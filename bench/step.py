@@ -20,6 +20,10 @@ it, `bench.harness.peak_rss`) is measured once, in a process of its own. Ratios 
 baseline (attention) at the same n in the same run: on a shared machine absolute times move with
 the neighbours' load, ratios within one run much less, so the targets are ratios.
 
+With --max-step-s (20 s under --full) a (mixer, n) whose step, predicted from the mixer's
+smaller n, exceeds the cap is not run (listed with the reason), and one measured above it gets
+a single pass: the whole sweep then ends in about an hour instead of most of a day.
+
 The JSON (--out) is rewritten after every mixer, so a run cut short keeps what it measured.
 """
 
@@ -34,8 +38,11 @@ from pathlib import Path
 
 from bench import harness as H
 
-CHEAP = {"ns": (128, 512), "batch": 8, "rounds": 1, "min_run_time": 0.5}
-FULL = {"ns": (128, 512, 1024), "batch": 64, "rounds": 2, "min_run_time": 2.0}
+CHEAP = {"ns": (128, 512), "batch": 8, "rounds": 1, "min_run_time": 0.5, "max_step_s": None}
+#: --full caps the step at 20 s: a point predicted above it is skipped (log-linear attention's
+#: step at n = 1024, batch 64, would take about 20 minutes and 70 GiB), one measured above it gets
+#: no second pass
+FULL = {"ns": (128, 512, 1024), "batch": 64, "rounds": 2, "min_run_time": 2.0, "max_step_s": 20.0}
 MODEL = {"d_model": 64, "n_layers": 2, "num_heads": 1, "mlp_ratio": 0, "vocab_size": 256,
          "short_conv": 4}
 BASELINE = "attention"
@@ -146,6 +153,37 @@ def plan(names=None, log=print) -> tuple[dict, dict]:
     return run, skipped
 
 
+def predicted_step(rec, records) -> tuple[float, int] | None:
+    """(seconds, from n): the step at rec's n predicted from the same mixer's step at the largest
+    smaller n measured, scaled as n^2 (attention's growth; None when there is none). A guess to
+    skip hopeless points, not a figure: some mixers grow faster (se_dense, log-linear
+    attention's materialised form), and those are caught one n later or by the child timeout."""
+    prev = [r for r in records if r["mixer"] == rec["mixer"] and r["n"] < rec["n"]
+            and r.get("step_s")]
+    if not prev:
+        return None
+    p = max(prev, key=lambda r: r["n"])
+    return p["step_s"] * (rec["n"] / p["n"]) ** 2, p["n"]
+
+
+def skip_reason(rec, records, rnd: int, max_step_s: float | None) -> str | None:
+    """Why this (mixer, n) is not measured in pass `rnd`, or None. With `max_step_s`: a point
+    predicted above it is skipped (every pass), and one measured above it in the first pass gets
+    no further pass (its one pass stands)."""
+    if rec.get("skipped"):
+        return rec["skipped"]
+    if max_step_s is None:
+        return None
+    if rnd > 0 and rec.get("step_s") and rec["step_s"] > max_step_s:
+        return f"one pass only: step {rec['step_s']:.1f} s > --max-step-s {max_step_s:g}"
+    guess = predicted_step(rec, records) if rnd == 0 else None
+    if guess and guess[0] > max_step_s:
+        rec["skipped"] = (f"predicted step {guess[0]:.3g} s (n = {guess[1]}'s scaled as n^2) "
+                          f"> --max-step-s {max_step_s:g}")
+        return rec["skipped"]
+    return None
+
+
 def ratios(records) -> None:
     """Each record's `ratio`: its step time over the baseline's at the same n (None without)."""
     base = {r["n"]: r["step_s"] for r in records if r["mixer"] == BASELINE}
@@ -168,7 +206,8 @@ def check_targets(records) -> dict:
 
 def run_bench(names=None, ns=CHEAP["ns"], batch=CHEAP["batch"], threads: int = 2,
               rounds=CHEAP["rounds"], min_run_time=CHEAP["min_run_time"], model=None,
-              out: Path | str | None = DEFAULT_OUT, log=print) -> dict:
+              out: Path | str | None = DEFAULT_OUT, log=print,
+              max_step_s: float | None = CHEAP["max_step_s"]) -> dict:
     model = {**MODEL, **(model or {})}
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # read by the forkserver at its start
         os.environ.setdefault(k, str(threads))
@@ -176,7 +215,8 @@ def run_bench(names=None, ns=CHEAP["ns"], batch=CHEAP["batch"], threads: int = 2
     H.preload_kinds(cfg.get("kind", "glr") for cfg in run.values())
     machine = H.machine_info(threads, git_paths=("mixers", "bench", "runners/model.py"))
     settings = {"ns": list(ns), "batch": batch, "threads": threads, "rounds": rounds,
-                "min_run_time": min_run_time, "model": model, "lr": LR, "baseline": BASELINE}
+                "min_run_time": min_run_time, "max_step_s": max_step_s, "model": model, "lr": LR,
+                "baseline": BASELINE}
     records = [{"mixer": m, "kind": cfg.get("kind", "glr"), "n": n, "step_s": None,
                 "min_s": None, "runs": [], "peak_mem_bytes": None, "loadavg_1m": []}
                for m, cfg in run.items() for n in ns]
@@ -186,6 +226,10 @@ def run_bench(names=None, ns=CHEAP["ns"], batch=CHEAP["batch"], threads: int = 2
     for rnd in range(rounds):
         for mixer, cfg in run.items():
             for rec in (r for r in records if r["mixer"] == mixer):
+                why = skip_reason(rec, records, rnd, max_step_s)
+                if why:
+                    log(f"[{rnd + 1}/{rounds}] {mixer:>20} n={rec['n']:>5}  not run: {why}")
+                    continue
                 t0 = time.perf_counter()
                 args = {"cfg": cfg, "n": rec["n"], "batch": batch, "model": model,
                         "threads": threads}
@@ -242,7 +286,8 @@ def table(result) -> tuple[list[str], list[list[str]]]:
     for mixer in dict.fromkeys(r["mixer"] for r in result["records"]):
         recs = {r["n"]: r for r in result["records"] if r["mixer"] == mixer}
         row = [mixer]
-        row += ["error" if recs[n].get("error") else H.fmt_time(recs[n]["step_s"]) for n in ns]
+        row += ["error" if recs[n].get("error") else "skipped" if recs[n].get("skipped")
+                else H.fmt_time(recs[n]["step_s"]) for n in ns]
         row += ["-" if recs[n].get("ratio") is None else f"{recs[n]['ratio']:.2f}" for n in ns]
         row += [H.fmt_mem(recs[n]["peak_mem_bytes"]) for n in ns]
         rows.append(row)
@@ -250,15 +295,26 @@ def table(result) -> tuple[list[str], list[list[str]]]:
 
 
 def _target_rows(result):
+    """The targets whose two mixers were in this run (measured or not)."""
     met = {True: "met", False: "MISSED", None: "not measured"}
+    ran = {r["mixer"] for r in result["records"]}
     return [[name, "-" if t["value"] is None else f"{t['value']:.2f}", f"<= {t['bound']}",
-             met[t["met"]]] for name, t in result["targets"].items()]
+             met[t["met"]]] for name, t in result["targets"].items()
+            if set(name.split("@")[0].split("/")) <= ran]
+
+
+def _skipped_points(result):
+    return [[r["mixer"], str(r["n"]), r["skipped"]] for r in result["records"]
+            if r.get("skipped")]
 
 
 def markdown(result) -> str:
-    parts = [H.markdown_table(*table(result)), "",
-             H.markdown_table(["target (step time ratio)", "value", "bound", "status"],
-                              _target_rows(result))]
+    parts = [H.markdown_table(*table(result))]
+    if _target_rows(result):
+        parts += ["", H.markdown_table(["target (step time ratio)", "value", "bound", "status"],
+                                       _target_rows(result))]
+    if _skipped_points(result):
+        parts += ["", H.markdown_table(["not run", "n", "why"], _skipped_points(result))]
     if result.get("skipped"):
         parts += ["", H.markdown_table(["skipped", "reason"],
                                        [[m, why] for m, why in result["skipped"].items()])]
@@ -269,8 +325,11 @@ def print_report(result) -> None:
     s = result["settings"]
     H.print_table(f"one training step (batch {s['batch']}, {s['threads']} threads, median)",
                   *table(result))
-    H.print_table("targets", ["target (step time ratio)", "value", "bound", "status"],
-                  _target_rows(result))
+    if _target_rows(result):
+        H.print_table("targets", ["target (step time ratio)", "value", "bound", "status"],
+                      _target_rows(result))
+    for mixer, n, why in _skipped_points(result):
+        print(f"not run {mixer} n={n}: {why}")
     for m, why in result.get("skipped", {}).items():
         print(f"skipped {m}: {why}")
     for r in result["records"]:
@@ -295,6 +354,10 @@ def main(argv=None) -> int:
     for key in ("d_model", "n_layers", "num_heads", "mlp_ratio", "short_conv"):
         p.add_argument(f"--{key.replace('_', '-')}", type=int, default=MODEL[key],
                        help=f"model (default {MODEL[key]})")
+    p.add_argument("--max-step-s", type=float, default=None,
+                   help="skip a (mixer, n) whose step, predicted from the mixer's smaller n as "
+                        "n^2, exceeds this; one measured above it gets one pass (--full: "
+                        f"{FULL['max_step_s']:g}; default: none)")
     p.add_argument("--out", default=DEFAULT_OUT, help="the JSON ('' for none)")
     p.add_argument("--from-json", default=None, help="re-render an existing result, run nothing")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -309,8 +372,10 @@ def main(argv=None) -> int:
                           ("--rounds", args.rounds), ("--ns", min(ns))):
             if val is not None and val < 1:
                 p.error(f"{name} must be >= 1, got {val}")
-        if args.min_run_time is not None and args.min_run_time <= 0:
-            p.error(f"--min-run-time must be > 0, got {args.min_run_time}")
+        for name, val in (("--min-run-time", args.min_run_time),
+                          ("--max-step-s", args.max_step_s)):
+            if val is not None and val <= 0:
+                p.error(f"{name} must be > 0, got {val}")
         from runners.paths import catalogue
 
         names = None if args.mixers is None else [
@@ -323,7 +388,8 @@ def main(argv=None) -> int:
                                                "short_conv")}
         result = run_bench(names, ns, args.batch or base["batch"], args.threads,
                            args.rounds or base["rounds"],
-                           args.min_run_time or base["min_run_time"], model, args.out)
+                           args.min_run_time or base["min_run_time"], model, args.out,
+                           max_step_s=args.max_step_s or base["max_step_s"])
         print(f"wrote {args.out} ({result['machine']['wall_s']} s)" if args.out else
               f"({result['machine']['wall_s']} s)")
     return H.finish(result, markdown if args.markdown else print_report, args.strict)
