@@ -13,10 +13,15 @@ positions:
 
 Only the last line runs chunk by chunk, on the few stored states (first: one per chunk; the
 pow2 and sq1 lattices: a few per chunk, each state read by every chunk that needs it rather than
-recomputed). The work is about n (C (dk + dv) + P dk dv) with P the states a chunk reads, and no
-per-row matrix state is ever formed. The index bookkeeping (which state each row reads, in which
-column) depends only on the patterns, so it is built once per pair of index tensors and kept on
-the recurrent index tensor.
+recomputed). That loop and the reads of the stored states are one autograd Function
+(`_StateReads`) with its backward written out: the stored states live in one tensor, a chunk
+reads its states with one `index_select` and its backward adds their gradients back with one
+`index_add_`. Left to autograd, the same loop cost a slice (and a slice backward) per owner chunk
+read, a number that grows faster than n (4,353 at n = 8192 for the sq1 lattice, the half of its
+time that was not arithmetic). The work is about n (C (dk + dv) + P dk dv) with P the states
+a chunk reads, and no per-row matrix state is ever formed. The index bookkeeping (which state
+each row reads, in which column) depends only on the patterns, so it is built once per pair of
+index tensors and kept on the recurrent index tensor.
 
 Direct reads that leave their chunk (window, full) are not handled here: `blocked_plan` returns
 None for them, and `glr_expanded` runs its per-chunk loop instead.
@@ -36,11 +41,10 @@ _PLANS = "_glr_expanded_plans"  # attribute of b_idx: {(chunk_size, a_idx versio
 
 @dataclass
 class _Chunk:
-    """What chunk c reads and keeps: the states it reads, grouped by the chunk that stored them
-    ((owner, local rows) in ascending position order, the order of G's columns); the range of
-    stored slots that are its own rows."""
+    """What chunk c reads and keeps: the slots (in `stored`) of the states it reads, ascending
+    (the order of G's columns); the range of stored slots that are its own rows."""
 
-    reads: list  # [(owner chunk, slice or LongTensor of its stored states)]
+    reads: torch.Tensor  # LongTensor [p] of slots
     keep: tuple[int, int]  # [first, last) slots of `stored` in this chunk
 
 
@@ -105,16 +109,8 @@ def _build_plan(a_idx, b_idx, C):
         if read_pos.numel():
             b_past_col[rows] = torch.where(
                 ok, torch.searchsorted(read_pos, torch.where(ok, b_idx[rows], read_pos[0])), 0)
-        slots = slot[read_pos]
-        owners = stored_chunk[slots]
-        reads = []
-        for owner in torch.unique(owners).tolist():  # ascending: G's columns stay in order
-            first = int(torch.searchsorted(stored_chunk, torch.tensor(owner, device=dev)))
-            local = slots[owners == owner] - first
-            lo, hi = int(local[0]), int(local[-1]) + 1
-            reads.append((owner, slice(lo, hi) if hi - lo == local.numel() else local))
         keep = torch.searchsorted(stored_chunk, torch.tensor([c, c + 1], device=dev)).tolist()
-        chunks.append(_Chunk(reads, (keep[0], keep[1])))
+        chunks.append(_Chunk(slot[read_pos], (keep[0], keep[1])))  # slots ascend with position
     return _Plan(n, C, nc, num_past, torch.where(a_ok, a_idx - start, 0), a_ok,
                  torch.where(b_in_ok, b_idx - start, 0), b_in_ok, b_past_col, b_past_ok,
                  stored, stored_chunk, chunks)
@@ -158,31 +154,75 @@ def expanded_blocked(q, k, v, alpha, beta, plan: _Plan):
     G_st = G[:, :, plan.stored_chunk, rows]  # [b, h, Ns, P]
     U = ((W_st.unsqueeze(-1) * Kc[:, :, plan.stored_chunk]).transpose(-1, -2)
          @ Vc[:, :, plan.stored_chunk]).flatten(-2)  # [b, h, Ns, dk * dv]
-    states: list[torch.Tensor | None] = []  # per chunk: its stored states [b, h, r, dk * dv]
-    inter: list[torch.Tensor] = []
-    zero = o.new_zeros(b, h, C, dv)
-    # Split the full-length tensors per chunk once, before the loop: a slice taken inside it
-    # would cost, in the backward, a zero-filled gradient of the whole tensor per chunk (O(n^2 /
-    # C) fills and adds: 40% of se_pow2_cache's time at n = 8192); split / unbind backward
-    # assembles each gradient once. The keep ranges are contiguous and cover every stored slot.
-    sizes = [hi - lo for lo, hi in (chunk.keep for chunk in plan.chunks)]
-    U_of, G_st_of = U.split(sizes, dim=2), G_st.split(sizes, dim=2)
-    G_of, Q_of = G.unbind(dim=2), Qc.unbind(dim=2)
-    for c, chunk in enumerate(plan.chunks):
-        S_keep = U_of[c] if sizes[c] else None
-        if chunk.reads:
-            pieces = [states[owner][:, :, sel] for owner, sel in chunk.reads]
-            S_P = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)  # [b, h, p, dk dv]
-            p = S_P.shape[2]
-            g = G_of[c][..., :p]
-            # q_i^T S_p for every row and read state: one product with the states side by side
-            S_T = S_P.view(b, h, p, dk, dv).transpose(2, 3).reshape(b, h, dk, p * dv)
-            QS = (Q_of[c] @ S_T).view(b, h, C, p, dv)
-            inter.append((g.unsqueeze(-1) * QS).sum(-2))  # a batched 1 x p product is slow
-            if S_keep is not None:
-                S_keep = S_keep + G_st_of[c][..., :p] @ S_P
-        else:
-            inter.append(zero)
-        states.append(S_keep)
-    o = o + torch.stack(inter, dim=2)
+    o = o + _StateReads.apply(U, G_st, G, Qc, plan)
     return o.reshape(b, h, nc * C, dv)[:, :, :n]
+
+
+def _transposed(S_P, dk, dv):
+    """[b, h, p, dk * dv] states -> [b, h, dk, p * dv]: side by side, so that one product
+    projects every row of a chunk on all of them."""
+    b, h, p = S_P.shape[:3]
+    return S_P.view(b, h, p, dk, dv).transpose(2, 3).reshape(b, h, dk, p * dv)
+
+
+class _StateReads(torch.autograd.Function):
+    """The chunk-by-chunk part of the blocked form. Chunk c, reading the stored states S_P:
+
+        inter[c, i] = sum_p G[c, i, p] (q_i^T S_p)             (S_p as a dk x dv matrix)
+        S[r]        = U[r] + sum_p G_st[r, p] S_p              for its own stored rows r
+
+    Inputs U [b, h, Ns, dk dv] (direct parts of the stored states), G_st [b, h, Ns, P], G [b, h,
+    nc, C, P], Qc [b, h, nc, C, dk]; output inter [b, h, nc, C, dv]. The backward runs the
+    chunks in reverse: a chunk's own states have their whole gradient by then (only later chunks
+    read them)."""
+
+    @staticmethod
+    def forward(ctx, U, G_st, G, Qc, plan):
+        b, h, nc, C, dk = Qc.shape
+        dv = U.shape[-1] // dk
+        S = torch.empty_like(U)
+        inter = Qc.new_zeros(b, h, nc, C, dv)
+        for c, chunk in enumerate(plan.chunks):
+            (lo, hi), idx = chunk.keep, chunk.reads
+            p = idx.numel()
+            if p:
+                S_P = S.index_select(2, idx)  # written: every owner is an earlier chunk
+                QS = (Qc[:, :, c] @ _transposed(S_P, dk, dv)).view(b, h, C, p, dv)
+                # a batched 1 x p product is slower than the broadcast sum
+                inter[:, :, c] = (G[:, :, c, :, :p].unsqueeze(-1) * QS).sum(-2)
+                if hi > lo:
+                    S[:, :, lo:hi] = U[:, :, lo:hi] + G_st[:, :, lo:hi, :p] @ S_P
+            elif hi > lo:
+                S[:, :, lo:hi] = U[:, :, lo:hi]
+        ctx.save_for_backward(S, G_st, G, Qc)
+        ctx.plan = plan
+        return inter
+
+    @staticmethod
+    def backward(ctx, d_inter):
+        S, G_st, G, Qc = ctx.saved_tensors
+        b, h, nc, C, dk = Qc.shape
+        dv = S.shape[-1] // dk
+        dS = torch.zeros_like(S)  # = dU: a stored state enters S only through U and the reads
+        dG_st, dG, dQ = torch.zeros_like(G_st), torch.zeros_like(G), torch.zeros_like(Qc)
+        for c in reversed(range(nc)):
+            chunk = ctx.plan.chunks[c]
+            (lo, hi), idx = chunk.keep, chunk.reads
+            p = idx.numel()
+            if not p:
+                continue
+            S_P = S.index_select(2, idx)
+            S_T = _transposed(S_P, dk, dv)
+            g, D, q = G[:, :, c, :, :p], d_inter[:, :, c], Qc[:, :, c]
+            QS = (q @ S_T).view(b, h, C, p, dv)  # recomputed: kept, it would double the memory
+            dG[:, :, c, :, :p] = (QS * D.unsqueeze(-2)).sum(-1)
+            gD = (g.unsqueeze(-1) * D.unsqueeze(-2)).reshape(b, h, C, p * dv)
+            dQ[:, :, c] = gD @ S_T.transpose(-1, -2)
+            dS_P = (q.transpose(-1, -2) @ gD).view(b, h, dk, p, dv).transpose(2, 3)
+            dS_P = dS_P.reshape(b, h, p, dk * dv)
+            if hi > lo:
+                dS_own = dS[:, :, lo:hi]  # complete: its readers were the chunks after c
+                dG_st[:, :, lo:hi, :p] = dS_own @ S_P.transpose(-1, -2)
+                dS_P = dS_P + G_st[:, :, lo:hi, :p].transpose(-1, -2) @ dS_own
+            dS.index_add_(2, idx, dS_P)
+        return dS, dG_st, dG, dQ, None

@@ -300,6 +300,22 @@ def test_blocked_matches_the_chunk_loop(recurrent, cache_efficient):
         got = expanded_blocked(q, k, v, alpha, beta, blocked_plan(a_idx, b_idx, 32))
         want = expanded_chunked(q, k, v, alpha, a_idx, beta, b_idx, 32)
     torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-10)
+    # the stored states' loop has a backward of its own (_StateReads): every gradient as well
+    weight = torch.randn(got.shape, generator=torch.Generator().manual_seed(5), dtype=got.dtype)
+    g_got = torch.autograd.grad((got * weight).sum(), inputs)
+    g_want = torch.autograd.grad((want * weight).sum(), inputs)
+    for name, a, b in zip("q k v alpha beta".split(), g_got, g_want):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-9, msg=name)
+
+
+@pytest.mark.parametrize("recurrent,cache_efficient", [("pow2", False), ("sq1", True)])
+def test_blocked_gradcheck_across_many_chunks(recurrent, cache_efficient):
+    # 37 rows in chunks of 4: states stored by many owner chunks, read by many later ones
+    inputs, a_idx, b_idx = random_inputs(37, "self", recurrent, cache_efficient, batch=1,
+                                         heads=2, dk=2, dv=3, seed=7)
+    assert torch.autograd.gradcheck(
+        lambda q, k, v, a, b: glr_expanded(q, k, v, a, a_idx, b, b_idx, backend="chunked",
+                                           chunk_size=4), inputs)
 
 
 def test_blocked_gradcheck():
