@@ -30,7 +30,7 @@ from runners import machine
 
 __all__ = [
     "ROOT", "FIT_MIN_N", "CHILD_TIMEOUT_S", "CLOCKS", "preload_kinds", "run_isolated",
-    "set_preload", "time_calls",
+    "set_preload", "predicted_time", "budget_skip", "time_calls",
     "summarize_times", "peak_rss", "strict_malloc", "fit_exponent", "machine_info", "git_state",
     "fmt_time", "fmt_mem", "fmt_exp", "markdown_table", "print_table", "finish",
 ]
@@ -122,6 +122,38 @@ def run_isolated(module: str, fn_name: str, kwargs: dict, timeout: float = CHILD
 
 # ----------------------------------------------------------------------------------------------
 # time
+
+
+def predicted_time(rec, records, same, field: str) -> tuple[float, int] | None:
+    """(seconds, from n): rec's `field` at its n predicted from the record of the same series
+    (`same(r)`) at the largest smaller n measured, scaled as n^2 (attention's growth); None when
+    there is none. A guess to skip hopeless points, not a figure: a mixer that grows faster is
+    caught one n later, or by the child timeout."""
+    prev = [r for r in records if same(r) and r["n"] < rec["n"] and r.get(field)]
+    if not prev:
+        return None
+    p = max(prev, key=lambda r: r["n"])
+    return p[field] * (rec["n"] / p["n"]) ** 2, p["n"]
+
+
+def budget_skip(rec, records, same, field: str, rnd: int, cap: float | None,
+                option: str) -> str | None:
+    """Why this point is not measured in pass `rnd`, or None. With a cap (seconds of `field`):
+    a point predicted above it (`predicted_time`) is skipped in every pass, and its reason kept
+    in rec["skipped"]; one measured above it in the first pass gets no further pass."""
+    if rec.get("skipped"):
+        return rec["skipped"]
+    if cap is None:
+        return None
+    if rnd > 0 and rec.get(field) and rec[field] > cap:
+        return f"one pass only: {rec[field]:.3g} s > {option} {cap:g}"
+    guess = predicted_time(rec, records, same, field) if rnd == 0 else None
+    if guess and guess[0] > cap:
+        rec["skipped"] = (f"predicted {guess[0]:.3g} s (n = {guess[1]}'s scaled as n^2) "
+                          f"> {option} {cap:g}")
+        return rec["skipped"]
+    return None
+
 
 
 def time_calls(step, min_run_time: float, threads: int = 1, clock: str = "wall") -> list[float]:

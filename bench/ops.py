@@ -24,6 +24,12 @@ expected exponent e of time against n is the slope of the mixing work n * flops_
 fitted over the same lengths as the measurements (none, first, kth, window, linear attention: 1;
 pow2: about 1.1, n log n; sq1: about 1.5; dense, full: 2). It sets each mixer's exponent target,
 [0.8 e, e + 0.3], and caps the mixers whose work grows like n^2 (e >= 1.75) at n = 4096.
+
+Budget: a point whose forward + backward, predicted from the same series at its largest smaller
+n scaled as n^2, exceeds --max-call-s (default 5 s) is not run (listed with the reason), and one
+measured above it gets one pass. On the CPU, fla's PyTorch references have backwards that grow
+faster than n (GLA's forward + backward: 2.8 s at n = 4096, 53 s at 16384, a point costing 6
+calls): without the budget the sweep took hours, most of them on a few such points.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ DEFAULT_MIN_RUN_TIME = 0.3
 QUICK_MIN_RUN_TIME = 0.02
 DEFAULT_COMPARE = ("pow2:reference",)
 COMPARE_MAX_N = 4096  # a compared backend is the reference: dense n x n matrices
+MAX_CALL_S = 5.0  # --max-call-s: the budget of one forward + backward (module docstring)
 # the comparison the chunked op was built for: the reference time (and peak memory) over the
 # mixer's own at n. The op alone was asked for 10x (docs/benchmarks.md: 17x); timed as a layer,
 # the projections and coefficients both backends share (~60 ms at n = 4096, estimated) bound it near
@@ -301,6 +308,8 @@ def tables(result) -> list[tuple[str, list[str], list[list[str]]]]:
                     row.append("")
                 elif r.get(field) is None and (r.get("error") or r.get("memory_error")):
                     row.append("error")
+                elif r.get(field) is None and r.get("skipped"):
+                    row.append("skipped")
                 else:
                     row.append(fmt(r.get(field)))
             if phase:
@@ -365,10 +374,44 @@ def plot(result, out_dir: Path):
 # the driver
 
 
+def _measure(j, rec, rnd: int, rounds: int, machine: dict, min_run_time: float, threads: int,
+             clock: str, log) -> None:
+    """One pass of one point: its times (pooled into rec), and in the first pass its memory."""
+    t0 = time.perf_counter()
+    res, err = H.run_isolated("bench.ops", "measure_time", {
+        "cfg": j["cfg"], "n": j["n"], "min_run_time": min_run_time,
+        "threads": threads, "clock": clock})
+    if err:
+        rec.setdefault("error", err)
+    else:
+        for phase in ("fwd", "fwdbwd"):
+            runs = rec.get(f"{phase}_runs", []) + res[f"{phase}_runs"]
+            s = H.summarize_times(runs)
+            rec.update({f"{phase}_runs": runs, f"{phase}_s": s["s"],
+                        f"{phase}_min_s": s["min_s"]})
+        rec["loadavg_1m"].append(res["loadavg_1m"])
+        rec["rounds"] += 1
+    merr = None
+    if rnd == 0:  # memory does not depend on the machine's load: once
+        mem, merr = H.run_isolated("bench.ops", "measure_memory", {
+            "cfg": j["cfg"], "n": j["n"], "threads": threads})
+        if merr:
+            rec["memory_error"] = merr
+        else:
+            machine["memory_method"] = mem.pop("memory_method")
+            rec.update(mem)
+    log(f"[{rnd + 1}/{rounds}] {j['mixer']:>16} {j['backend']:>9} n={j['n']:>5}  "
+        f"fwd {H.fmt_time(rec['fwd_s']):>9}  "
+        f"fwd+bwd {H.fmt_time(rec['fwdbwd_s']):>9}  "
+        f"peak {H.fmt_mem(rec['peak_mem_bytes']):>9}  "
+        f"({time.perf_counter() - t0:.1f} s){'  ' + err if err else ''}"
+        f"{'  memory: ' + merr if merr else ''}")
+
+
 def run_bench(mixers=None, max_n: int | None = None, quick: bool = False, threads: int = 1,
               min_run_time: float | None = None, out: Path | str = "bench_out/mixers.json",
               rounds: int | None = None, clock: str = "wall", compare=DEFAULT_COMPARE,
-              log=print) -> dict:
+              log=print, max_call_s: float | None = MAX_CALL_S) -> dict:
     """Time every (mixer, backend, n) in `rounds` passes (each a fresh process, the calls pooled,
     so a burst of other load on the machine hits one pass of a point, not all of it), and measure
     its memory once. Writes the JSON and the plot; returns the result."""
@@ -392,35 +435,15 @@ def run_bench(mixers=None, max_n: int | None = None, quick: bool = False, thread
                 "peak_mem_bytes": None, "rounds": 0, "loadavg_1m": []} for j in jobs]
     for rnd in range(rounds):
         for j, rec in zip(jobs, records):
-            t0 = time.perf_counter()
-            res, err = H.run_isolated("bench.ops", "measure_time", {
-                "cfg": j["cfg"], "n": j["n"], "min_run_time": min_run_time,
-                "threads": threads, "clock": clock})
-            if err:
-                rec.setdefault("error", err)
+            why = H.budget_skip(
+                rec, records, lambda r, j=j: (r["mixer"], r["backend"]) == (j["mixer"],
+                                                                          j["backend"]),
+                "fwdbwd_s", rnd, max_call_s, "--max-call-s")
+            if why:
+                log(f"[{rnd + 1}/{rounds}] {j['mixer']:>16} {j['backend']:>9} n={j['n']:>5}  "
+                    f"not run: {why}")
             else:
-                for phase in ("fwd", "fwdbwd"):
-                    runs = rec.get(f"{phase}_runs", []) + res[f"{phase}_runs"]
-                    s = H.summarize_times(runs)
-                    rec.update({f"{phase}_runs": runs, f"{phase}_s": s["s"],
-                                f"{phase}_min_s": s["min_s"]})
-                rec["loadavg_1m"].append(res["loadavg_1m"])
-                rec["rounds"] += 1
-            merr = None
-            if rnd == 0:  # memory does not depend on the machine's load: once
-                mem, merr = H.run_isolated("bench.ops", "measure_memory", {
-                    "cfg": j["cfg"], "n": j["n"], "threads": threads})
-                if merr:
-                    rec["memory_error"] = merr
-                else:
-                    machine["memory_method"] = mem.pop("memory_method")
-                    rec.update(mem)
-            log(f"[{rnd + 1}/{rounds}] {j['mixer']:>16} {j['backend']:>9} n={j['n']:>5}  "
-                f"fwd {H.fmt_time(rec['fwd_s']):>9}  "
-                f"fwd+bwd {H.fmt_time(rec['fwdbwd_s']):>9}  "
-                f"peak {H.fmt_mem(rec['peak_mem_bytes']):>9}  "
-                f"({time.perf_counter() - t0:.1f} s){'  ' + err if err else ''}"
-                f"{'  memory: ' + merr if merr else ''}")
+                _measure(j, rec, rnd, rounds, machine, min_run_time, threads, clock, log)
             if j is jobs[-1] or jobs[jobs.index(j) + 1]["mixer"] != j["mixer"]:
                 # after every mixer: a run cut short keeps what it measured
                 write_partial(records, theory, skipped, machine, Path(out))
@@ -433,7 +456,8 @@ def run_bench(mixers=None, max_n: int | None = None, quick: bool = False, thread
               "settings": {"ns": ns, "quick": quick, "min_run_time": min_run_time,
                            "rounds": rounds, "threads": threads, "clock": clock,
                            "mixers": sorted({j["mixer"] for j in jobs} | set(skipped)),
-                           "compare": list(compare), "fit_min_n": H.FIT_MIN_N},
+                           "compare": list(compare), "fit_min_n": H.FIT_MIN_N,
+                           "max_call_s": max_call_s},
               "complete": True}
     write_outputs(result, Path(out))
     return result
@@ -470,6 +494,10 @@ def main(argv=None) -> int:
     p.add_argument("--compare", default=",".join(DEFAULT_COMPARE),
                    help="comma-separated MIXER:BACKEND, the mixer again on another glr backend "
                         f"(n <= {COMPARE_MAX_N}); '' for none")
+    p.add_argument("--max-call-s", type=float, default=MAX_CALL_S,
+                   help="skip a point whose forward + backward, predicted from the series' "
+                        "smaller n as n^2, exceeds this; one measured above it gets one pass "
+                        f"(default {MAX_CALL_S:g}; 0 for no budget)")
     p.add_argument("--out", default="bench_out/mixers.json",
                    help="the JSON; time_vs_n.png beside it")
     p.add_argument("--from-json", default=None,
@@ -485,6 +513,8 @@ def main(argv=None) -> int:
             p.error("--threads must be >= 1")
         if args.rounds is not None and args.rounds < 1:
             p.error("--rounds must be >= 1")
+        if args.max_call_s < 0:
+            p.error(f"--max-call-s must be >= 0 (0: no budget), got {args.max_call_s}")
         names = None if args.mixers is None else [
             m.strip() for m in args.mixers.split(",") if m.strip()]
         compare = [c.strip() for c in args.compare.split(",") if c.strip()]
@@ -495,7 +525,8 @@ def main(argv=None) -> int:
             if m not in known:
                 p.error(f"unknown mixer {m!r}; known (conf/mixer/*.yaml): {', '.join(known)}")
         result = run_bench(names, args.max_n, args.quick, args.threads, args.min_run_time,
-                           args.out, args.rounds, args.clock, compare)
+                           args.out, args.rounds, args.clock, compare,
+                           max_call_s=args.max_call_s or None)
         print(f"wrote {args.out} and {Path(args.out).parent / 'time_vs_n.png'} "
               f"({result['machine']['wall_s']} s)")
     return H.finish(result, markdown if args.markdown else print_report, args.strict)

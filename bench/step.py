@@ -153,35 +153,11 @@ def plan(names=None, log=print) -> tuple[dict, dict]:
     return run, skipped
 
 
-def predicted_step(rec, records) -> tuple[float, int] | None:
-    """(seconds, from n): the step at rec's n predicted from the same mixer's step at the largest
-    smaller n measured, scaled as n^2 (attention's growth; None when there is none). A guess to
-    skip hopeless points, not a figure: some mixers grow faster (se_dense, log-linear
-    attention's materialised form), and those are caught one n later or by the child timeout."""
-    prev = [r for r in records if r["mixer"] == rec["mixer"] and r["n"] < rec["n"]
-            and r.get("step_s")]
-    if not prev:
-        return None
-    p = max(prev, key=lambda r: r["n"])
-    return p["step_s"] * (rec["n"] / p["n"]) ** 2, p["n"]
-
-
 def skip_reason(rec, records, rnd: int, max_step_s: float | None) -> str | None:
-    """Why this (mixer, n) is not measured in pass `rnd`, or None. With `max_step_s`: a point
-    predicted above it is skipped (every pass), and one measured above it in the first pass gets
-    no further pass (its one pass stands)."""
-    if rec.get("skipped"):
-        return rec["skipped"]
-    if max_step_s is None:
-        return None
-    if rnd > 0 and rec.get("step_s") and rec["step_s"] > max_step_s:
-        return f"one pass only: step {rec['step_s']:.1f} s > --max-step-s {max_step_s:g}"
-    guess = predicted_step(rec, records) if rnd == 0 else None
-    if guess and guess[0] > max_step_s:
-        rec["skipped"] = (f"predicted step {guess[0]:.3g} s (n = {guess[1]}'s scaled as n^2) "
-                          f"> --max-step-s {max_step_s:g}")
-        return rec["skipped"]
-    return None
+    """Why this (mixer, n) is not measured in pass `rnd` (`bench.harness.budget_skip` on the
+    step time), or None."""
+    return H.budget_skip(rec, records, lambda r: r["mixer"] == rec["mixer"], "step_s", rnd,
+                         max_step_s, "--max-step-s")
 
 
 def ratios(records) -> None:

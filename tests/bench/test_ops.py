@@ -124,3 +124,34 @@ def test_the_command_line_rejects_an_unknown_mixer(capsys):
     with pytest.raises(SystemExit):
         ops.main(["--quick", "--mixers", "nope", "--out", "/nonexistent/x.json"])
     assert "unknown mixer 'nope'" in capsys.readouterr().err
+
+
+def test_a_point_predicted_over_the_budget_is_not_run_and_a_slow_one_gets_one_pass(
+        tmp_path, monkeypatch):
+    # fake timings against a 2 s budget: pow2's forward + backward 0.4 s at n = 256 (predicted
+    # 1.6 s at 512: run), 3 s at 512 (over: one pass), so 12 s predicted at 1024 (not run);
+    # first_order 0.1 s everywhere
+    calls = []
+
+    def fake(module, fn, kwargs, timeout=None):
+        name, n = kwargs["cfg"]["name"], kwargs["n"]
+        calls.append((fn, name, n))
+        if fn == "measure_time":
+            t = {256: 0.4, 512: 3.0}[n] if name == "pow2" else 0.1
+            return {"fwd_runs": [t / 3], "fwdbwd_runs": [t], "loadavg_1m": 0.0}, None
+        return {"peak_mem_fwd_bytes": 1, "peak_mem_bytes": 2, "memory_method": "x"}, None
+
+    monkeypatch.setattr(ops.H, "run_isolated", fake)
+    out = tmp_path / "mixers.json"
+    result = ops.run_bench(["first_order", "pow2"], max_n=1024, rounds=2, compare=(), out=out,
+                           log=lambda *_: None, max_call_s=2.0)
+    timed = [(name, n) for fn, name, n in calls if fn == "measure_time"]
+    assert timed.count(("pow2", 256)) == 2 and timed.count(("pow2", 512)) == 1
+    assert ("pow2", 1024) not in timed and timed.count(("first_order", 1024)) == 2
+    rec = {(r["mixer"], r["n"]): r for r in result["records"]}
+    assert rec[("pow2", 1024)]["fwdbwd_s"] is None
+    assert rec[("pow2", 1024)]["skipped"].startswith("predicted 12 s (n = 512's")
+    assert rec[("pow2", 512)]["rounds"] == 1 and "skipped" not in rec[("pow2", 512)]
+    assert result["settings"]["max_call_s"] == 2.0
+    fwdbwd = next(rows for title, _, rows in ops.tables(result) if "backward" in title)
+    assert next(r for r in fwdbwd if r[0] == "pow2")[4] == "skipped"

@@ -73,10 +73,11 @@ def test_a_point_predicted_above_the_cap_is_not_run_and_says_why(tmp_path):
 def test_the_cap_predicts_as_n_squared_and_a_slow_point_gets_one_pass():
     recs = [{"mixer": "m", "n": 128, "step_s": 1.0}, {"mixer": "m", "n": 512, "step_s": None},
             {"mixer": "m", "n": 1024, "step_s": None}, {"mixer": "x", "n": 512, "step_s": 9.0}]
-    assert step.predicted_step(recs[1], recs) == (16.0, 128)
+    assert step.H.predicted_time(recs[1], recs, lambda r: r["mixer"] == "m",
+                                 "step_s") == (16.0, 128)
     assert step.skip_reason(recs[1], recs, 0, None) is None  # no cap, no skipping
     assert step.skip_reason(recs[1], recs, 0, 16.0) is None  # at the cap: run
-    assert step.skip_reason(recs[2], recs, 0, 16.0).startswith("predicted step 64 s")
+    assert step.skip_reason(recs[2], recs, 0, 16.0).startswith("predicted 64 s")
     assert step.skip_reason(recs[2], recs, 1, 100.0) == recs[2]["skipped"]  # stays skipped
     assert step.skip_reason(recs[3], recs, 0, 5.0) is None  # measured: its first pass runs
     assert step.skip_reason(recs[3], recs, 1, 5.0).startswith("one pass only")
