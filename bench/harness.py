@@ -269,18 +269,23 @@ def machine_info(threads: int, git_paths=("mixers", "bench")) -> dict:
 # output
 
 
+def _sig3(v: float) -> str:
+    """Three significant digits, never in exponent form (1020 MiB, not 1.02e+03 MiB)."""
+    return f"{v:.3g}" if abs(v) < 999.5 else f"{v:.0f}"
+
+
 def fmt_time(t) -> str:
     if t is None:
         return "-"
-    return f"{t * 1e3:.3g} ms" if t < 1 else f"{t:.3g} s"
+    return f"{_sig3(t * 1e3)} ms" if t < 1 else f"{_sig3(t)} s"
 
 
 def fmt_mem(b) -> str:
     if b is None:
         return "-"
     if b >= 2**30:
-        return f"{b / 2**30:.3g} GiB"
-    return f"{b / 2**20:.3g} MiB" if b >= 2**20 else f"{b / 2**10:.3g} KiB"
+        return f"{_sig3(b / 2**30)} GiB"
+    return f"{_sig3(b / 2**20)} MiB" if b >= 2**20 else f"{_sig3(b / 2**10)} KiB"
 
 
 def fmt_exp(e) -> str:

@@ -65,6 +65,7 @@ def test_markdown_table_and_formats():
     assert cells[0] == ["a", "b"] and cells[2] == ["1", "2"] and set(cells[1][0]) <= set("-:")
     assert H.fmt_time(None) == "-" and H.fmt_time(0.5) == "500 ms" and H.fmt_time(2) == "2 s"
     assert H.fmt_mem(3 * 2**20) == "3 MiB" and H.fmt_exp(1.234) == "1.23"
+    assert H.fmt_mem(1020 * 2**20) == "1020 MiB" and H.fmt_time(0.9999) == "1000 ms"
     info = H.machine_info(1)
     assert info["threads"] == 1 and info["torch"] and "loadavg_start" in info
 
