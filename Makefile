@@ -35,7 +35,7 @@ demo: $(BIN)/python
 
 # bench: a quick sweep within 5 minutes on 2 cores (task generation of 20,000 sequences, the
 # layers at n = 256, one training step per mixer at n = 128 on a small batch); bench-full: the
-# whole sweep (docs/benchmarks.md).
+# whole sweep, about 80 minutes on 2 cores (docs/benchmarks.md).
 # Each writes its JSON under bench_out/ after every mixer.
 bench: $(BIN)/python
 	$(BIN)/python -m bench.tasks --num-examples 20000
