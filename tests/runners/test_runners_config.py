@@ -151,6 +151,28 @@ def test_grids(compose):
     assert sweep_size(narrow) == 2
 
 
+def test_copy_length_grids(compose):
+    """The frontier's copy grids: catalogue mixers, one protocol, lengths with no one-hop edge."""
+    lengths = {}
+    for grid, size in (("frontier_copy", 3 * 4 * 9), ("frontier_copy_se", 3 * 4 * 6),
+                       ("frontier_copy_fla", 3 * 4 * 3), ("frontier_copy_se_dense", 3 * 3 * 1)):
+        cfg = compose([f"grid={grid}"], return_hydra_config=True)
+        params = cfg.hydra.sweeper.params
+        assert set(str(params.mixer).split(",")) <= set(catalogue()), grid
+        assert sweep_size(cfg) == size, grid
+        assert (cfg.trainer.max_steps, cfg.lr, cfg.model.num_heads) == (600, 3e-3, 1), grid
+        lengths[grid] = [int(n) for n in str(params["task.params.copy_len"]).split(",")]
+        for n in lengths[grid]:
+            validate(compose([f"grid={grid}", "task=table1/copy", f"task.params.copy_len={n}"]))
+    # no pattern reaches the copied token in one hop: no length is 2^k or k^2 + 1
+    one_hop = {2 ** k for k in range(10)} | {k * k + 1 for k in range(32)}
+    assert lengths["frontier_copy"] == [24, 40, 80, 160]
+    assert not set(lengths["frontier_copy"]) & one_hop
+    # every family runs the vector grid's lengths (se_dense all but the longest)
+    assert lengths["frontier_copy_se"] == lengths["frontier_copy_fla"] == lengths["frontier_copy"]
+    assert lengths["frontier_copy_se_dense"] == lengths["frontier_copy"][:-1]
+
+
 def test_config_hash_ignores_run_only_fields(compose):
     def h(*overrides):
         return config_hash(OmegaConf.to_container(compose(list(overrides)), resolve=True),
