@@ -173,6 +173,22 @@ def test_copy_length_grids(compose):
     assert lengths["frontier_copy_se_dense"] == lengths["frontier_copy"][:-1]
 
 
+def test_budget_grid(compose):
+    """4x budgets: the second edition's recall protocol at 4x its 800 steps, two learning rates."""
+    base = compose(["grid=table1_v2_recall"], return_hydra_config=True)
+    cfg = compose(["grid=frontier_budget"], return_hydra_config=True)
+    assert cfg.trainer.max_steps == 4 * base.trainer.max_steps
+    assert set(str(cfg.hydra.sweeper.params.mixer).split(",")) <= set(catalogue())
+    assert sweep_size(cfg) == 4 * 2 * 2 * 3
+    assert cfg.task == base.task and cfg.model == base.model and cfg.lr == base.lr
+    assert (cfg.mixer.short_conv, cfg.mixer.short_conv_on) == (4, "qkv")
+    # one pair count and one learning rate narrow it to one command of 12 runs
+    narrow = compose(["grid=frontier_budget", "task.params.num_kv_pairs=8", "lr=3e-3"],
+                     return_hydra_config=True)
+    narrow.hydra.overrides.task = ["task.params.num_kv_pairs=8", "lr=3e-3"]
+    assert sweep_size(narrow) == 12
+
+
 def test_config_hash_ignores_run_only_fields(compose):
     def h(*overrides):
         return config_hash(OmegaConf.to_container(compose(list(overrides)), resolve=True),
