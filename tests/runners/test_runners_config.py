@@ -189,6 +189,25 @@ def test_budget_grid(compose):
     assert sweep_size(narrow) == 12
 
 
+def test_multihop_grid(compose):
+    """The frontier's multi-hop grid: the probe's recipe, 1 to 3 hops, three mixers, 3 seeds."""
+    cfg = compose(["grid=frontier_multihop"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    mixers = str(params.mixer).split(",")
+    assert set(mixers) == {"chacal_dense", "attention", "dense_recurrence"} <= set(catalogue())
+    assert sweep_size(cfg) == 3 * 2 * 2 * 3
+    assert (cfg.trainer.max_steps, cfg.trainer.batch_size, cfg.lr) == (8000, 64, 3e-3)
+    assert (cfg.model.d_model, cfg.model.num_heads, cfg.model.mlp_ratio) == (64, 1, 0)
+    assert (cfg.mixer.short_conv, cfg.mixer.short_conv_on) == (4, "qkv")
+    for hops in str(params["task.params.hops"]).split(","):
+        run = compose(["grid=frontier_multihop", "task=table1/multihop",
+                       f"task.params.hops={hops}", f"mixer={mixers[0]}"])
+        validate(run)
+        assert run.task.num_train == 100_000 and run.task.setting == f"multihop-c4-h{hops}"
+    # seeds vary slowest: a grid cut short holds whole seeds
+    assert list(params)[0] == "seed"
+
+
 def test_config_hash_ignores_run_only_fields(compose):
     def h(*overrides):
         return config_hash(OmegaConf.to_container(compose(list(overrides)), resolve=True),
