@@ -208,6 +208,26 @@ def test_multihop_grid(compose):
     assert list(params)[0] == "seed"
 
 
+def test_chomsky_grid(compose):
+    """The rest of the Chomsky ladder: state_tracking's recipe and rows on the tasks it leaves out."""
+    from tasks.registry import TASKS
+
+    tracking = compose(["grid=state_tracking"], return_hydra_config=True)
+    cfg = compose(["grid=chomsky"], return_hydra_config=True)
+    params, tracking_params = cfg.hydra.sweeper.params, tracking.hydra.sweeper.params
+    assert (cfg.trainer, cfg.model, cfg.lr) == (tracking.trainer, tracking.model, tracking.lr)
+    assert str(params.mixer) == str(tracking_params.mixer)
+    tasks = str(params.task).split(",")
+    assert not set(tasks) & set(str(tracking_params.task).split(","))  # no run twice
+    assert sweep_size(cfg) == len(tasks) * 13 * 3 and list(params)[0] == "seed"
+    levels = set()
+    for task in tasks:
+        run = compose(["grid=chomsky", f"task={task}"])
+        validate(run)
+        levels.add(TASKS[run.task.name].level)
+    assert levels == {"regular", "dcf", "cs"}
+
+
 def test_config_hash_ignores_run_only_fields(compose):
     def h(*overrides):
         return config_hash(OmegaConf.to_container(compose(list(overrides)), resolve=True),
