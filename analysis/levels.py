@@ -7,7 +7,10 @@ A task's level is its class attribute `level` (tasks/chomsky.py: `regular`, `dcf
 state_tracking counts as regular, a finite group's word problem being a regular language);
 tasks without one are left out. A level's mean is taken over the settings of that level that
 every row has (the leaderboard's `common` settings), so rows stay comparable; `<level> n` says
-how many settings that is. Pure functions over `analysis.leaderboard.Leaderboard`.
+how many settings that is, and `<level> solved` on how many of them the row scores at least
+`solved_at` (0.9 by default; for a metric where lower is better, at most). A mean over tasks of
+different chance levels (parity 1/2, an order-60 group 1/60) mixes scales; the solved count does
+not, which is why both are shown. Pure functions over `analysis.leaderboard.Leaderboard`.
 """
 
 from __future__ import annotations
@@ -41,10 +44,18 @@ def setting_levels(board) -> dict[str, str]:
     return out
 
 
-def level_table(board) -> pd.DataFrame:
+SOLVED_AT = 0.9
+"""A task counts as solved at this score or better (Deletang et al. mark a task as generalized
+above 90% accuracy)."""
+
+
+def level_table(board, solved_at: float = SOLVED_AT) -> pd.DataFrame:
     """Rows of the board (its order) x, per level that has settings, `<level>` (the mean of the
-    row's cells over that level's common settings; NaN when it has none) and `<level> n` (how
-    many settings the mean takes)."""
+    row's cells over that level's common settings; NaN when it has none), `<level> n` (how
+    many settings the mean takes) and `<level> solved` (on how many of them the row's cell is
+    `solved_at` or better)."""
+    if not np.isfinite(solved_at):
+        raise ValueError(f"solved_at must be a finite number, got {solved_at}")
     levels = setting_levels(board)
     table = pd.DataFrame(index=board.table.index)
     for level in LEVELS:
@@ -54,6 +65,9 @@ def level_table(board) -> pd.DataFrame:
         common = [s for s in settings if s in board.common]
         table[level] = board.table[common].mean(axis=1) if common else np.nan
         table[f"{level} n"] = len(common)
+        cells = board.table[common]
+        solved = cells >= solved_at if board.higher_is_better else cells <= solved_at
+        table[f"{level} solved"] = solved.sum(axis=1).astype(int)
     return table
 
 
@@ -70,6 +84,8 @@ def main(argv=None) -> int:
                     "lengthgen: accuracy above the training lengths, Deletang et al.'s score)")
     ap.add_argument("--task", action="append", help="as the leaderboard's")
     ap.add_argument("--mixer", action="append", help="as the leaderboard's")
+    ap.add_argument("--solved-at", type=float, default=SOLVED_AT,
+                    help="a cell this good counts as solved (default %(default)s)")
     args = ap.parse_args(argv)
     try:
         board = build_leaderboard(args.results_dir, metric=args.metric, tasks=args.task,
@@ -77,7 +93,11 @@ def main(argv=None) -> int:
     except (NoResultsError, ValueError) as e:
         print(f"analysis.levels: {e}", file=sys.stderr)
         return 1
-    table = level_table(board)
+    try:
+        table = level_table(board, solved_at=args.solved_at)
+    except ValueError as e:
+        print(f"analysis.levels: --solved-at: {e}", file=sys.stderr)
+        return 2
     if table.empty or not len(table.columns):
         print("analysis.levels: no task setting of a Chomsky level", file=sys.stderr)
         return 1
