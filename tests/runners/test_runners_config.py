@@ -209,7 +209,7 @@ def test_multihop_grid(compose):
 
 
 def test_chomsky_grid(compose):
-    """The rest of the Chomsky ladder: state_tracking's recipe and rows on the tasks it leaves out."""
+    """The rest of the Chomsky ladder: state_tracking's recipe and rows, the tasks it leaves out."""
     from tasks.registry import TASKS
 
     tracking = compose(["grid=state_tracking"], return_hydra_config=True)
