@@ -45,8 +45,8 @@ def setting_levels(board) -> dict[str, str]:
 
 
 SOLVED_AT = 0.9
-"""A task counts as solved at this score or better (Deletang et al. mark a task as generalized
-above 90% accuracy)."""
+"""A task counts as solved at this score or better: the suite's choice of threshold, strict
+enough that guessing on a two-answer task (0.5) or a partly learned one is not counted."""
 
 
 def level_table(board, solved_at: float = SOLVED_AT) -> pd.DataFrame:
