@@ -36,6 +36,7 @@ from .results import (
     NoResultsError,
     filter_results,
     load_results,
+    parse_where,
     setting_order,
     summarize,
     task_of,
@@ -91,6 +92,7 @@ class Leaderboard:
     results_dir: str = ""
     rank_by: str = "mean"  # mean | mad (analysis/mad.py)
     scores: list = field(default_factory=list)  # aggregate columns shown after `mean rank`
+    where: list = field(default_factory=list)  # the KEY=VALUE filters the runs passed
 
     @property
     def higher_is_better(self) -> bool:
@@ -144,11 +146,12 @@ RANK_BY = ("mean", "mad")
 
 def build_leaderboard(results_dir, metric: str = DEFAULT_METRIC, tasks=None, mixers=None,
                       group_by: str | None = None, rank_by: str = "mean",
-                      select_on: str = SELECT_ON) -> Leaderboard:
+                      select_on: str = SELECT_ON, where=None) -> Leaderboard:
     """The leaderboard of the results below `results_dir` (see `Leaderboard`). Rows are
     ordered by `mean` (best first; the metric table's direction, runners.metrics), then
     `mean rank`, then label; with `rank_by="mad"` by the MAD score first (analysis/mad.py).
-    `select_on`: the metric that picks a cell's (learning rate, weight decay). Raises
+    `select_on`: the metric that picks a cell's (learning rate, weight decay); `where`: only the
+    runs whose config has every KEY=VALUE (analysis.results.filter_results). Raises
     NoResultsError when nothing is left to rank, ValueError for a metric the table does not
     know or a `rank_by` with nothing to rank on."""
     if rank_by not in RANK_BY:
@@ -160,7 +163,7 @@ def build_leaderboard(results_dir, metric: str = DEFAULT_METRIC, tasks=None, mix
         raise NoResultsError(f"no result.json found under {results_dir}")
     # the length-generalization scores as metrics (analysis/lengthgen.py)
     runs = lengthgen.with_scores(runs, metric)
-    chosen = filter_results(runs, tasks, mixers)
+    chosen = filter_results(runs, tasks, mixers, where)
     status = chosen["status"]
     failed = chosen[status == "failed"]
     counts = {
@@ -168,9 +171,9 @@ def build_leaderboard(results_dir, metric: str = DEFAULT_METRIC, tasks=None, mix
         "unreadable": int((status == "unreadable").sum()),
     }
     if not (status == "ok").any():
-        where = "" if chosen is runs or len(chosen) == len(runs) else " matching the filters"
+        which = "" if chosen is runs or len(chosen) == len(runs) else " matching the filters"
         parts = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-        raise NoResultsError(f"no successful ('ok') result{where} under {results_dir}"
+        raise NoResultsError(f"no successful ('ok') result{which} under {results_dir}"
                              + (f" ({parts})" if parts else ""))
     cells = summarize(chosen, metric=metric, select_on=select_on, group_by=group_by)
     settings = setting_order(cells)
@@ -242,7 +245,7 @@ def build_leaderboard(results_dir, metric: str = DEFAULT_METRIC, tasks=None, mix
         theory_n=None if not np.isfinite(theory_n) else int(theory_n),
         failures=failures, duplicates=runs.attrs.get("duplicates", 0),
         results_dir=str(results_dir), select_on=select_on, rank_by=rank_by, scores=scores,
-        **counts)
+        where=[f"{k}={v}" for k, v in parse_where(where)], **counts)
 
 
 @dataclass
@@ -309,6 +312,10 @@ def main(argv=None) -> int:
                     "per MAD task the mean over its settings, then the mean over tasks)")
     ap.add_argument("--select-on", default=SELECT_ON, help="the metric that picks each cell's "
                     "learning rate and weight decay (default val_acc; test_acc as MAD does)")
+    ap.add_argument("--where", action="append", metavar="KEY=VALUE", help="only runs whose "
+                    "config has this value (repeatable; a dotted key: lr=1e-3, "
+                    "trainer.weight_decay=0.1; numbers compare as numbers, text as a wildcard "
+                    "pattern): e.g. one learning rate of a grid that swept several")
     ap.add_argument("--no-plots", action="store_true", help="skip the plots")
     ap.add_argument("--bench", help="bench.ops JSON for the time-against-n plot")
     args = ap.parse_args(argv)
@@ -316,7 +323,8 @@ def main(argv=None) -> int:
     try:
         board = build_leaderboard(args.results_dir, metric=args.metric, tasks=args.task,
                                   mixers=args.mixer, group_by=args.group_by,
-                                  rank_by=args.rank_by, select_on=args.select_on)
+                                  rank_by=args.rank_by, select_on=args.select_on,
+                                  where=args.where)
     except (NoResultsError, ValueError) as e:
         print(f"glmix-leaderboard: {e}", file=sys.stderr)
         return 1

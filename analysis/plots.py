@@ -755,12 +755,17 @@ def main(argv=None) -> int:
     ap.add_argument("--task", action="append")
     ap.add_argument("--mixer", action="append")
     ap.add_argument("--group-by", metavar="KEY", help="a config key plotted on the x axis")
+    ap.add_argument("--where", action="append", metavar="KEY=VALUE",
+                    help="only runs whose config has this value (as glmix-leaderboard)")
     ap.add_argument("--bench", help="op benchmark JSON (time against n)")
     args = ap.parse_args(argv)
     cells = runs = None
     try:
-        runs = filter_results(load_results(args.results_dir), args.task, args.mixer)
+        runs = filter_results(load_results(args.results_dir), args.task, args.mixer, args.where)
         cells = summarize(runs, metric=args.metric, group_by=args.group_by)
+    except ValueError as e:  # a --where that cannot be read
+        print(f"python -m analysis.plots: {e}", file=sys.stderr)
+        return 1
     except NoResultsError as e:
         _note(f"{e}")
         if not args.bench:

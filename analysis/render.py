@@ -154,6 +154,8 @@ def notes(board) -> list[str]:
         "decay are pooled "
         "(docs/analysis.md).",
     ]
+    if board.where:
+        out.insert(1, f"Only the runs whose config has {', '.join(board.where)} (--where).")
     if board.rank_by == "mad":
         out.insert(1, "Ranked by the MAD score (analysis/mad.py): per MAD task (tasks/mad.py), "
                    "the mean of a row's cells over that task's settings every row has; the score "
@@ -208,6 +210,7 @@ def to_json(board) -> dict:
         "metric": board.metric_name,
         "higher_is_better": board.higher_is_better,
         "select_on": board.select_on,
+        "where": board.where,
         "interval": "95% Student t over seeds",
         "order": ("MAD score, then " if board.rank_by == "mad" else "")
         + "mean over the settings every row has, then mean rank",

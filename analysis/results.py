@@ -38,6 +38,7 @@ __all__ = [
     "load_results",
     "find_result_files",
     "filter_results",
+    "parse_where",
     "summarize",
     "setting_order",
     "t_interval",
@@ -176,9 +177,42 @@ def _split(values: Iterable[str] | str | None) -> list[str] | None:
     return out or None
 
 
-def filter_results(df: pd.DataFrame, tasks=None, mixers=None) -> pd.DataFrame:
-    """Rows whose task name or task setting matches one of `tasks`, and whose mixer matches one of
-    `mixers` (lists or comma-separated strings; shell-style wildcards allowed)."""
+def parse_where(items: Iterable[str] | str | None) -> list[tuple[str, str]]:
+    """`KEY=VALUE` strings (a dotted config key: `lr=1e-3`, `trainer.weight_decay=0.1`) as
+    (key, value) pairs. ValueError, naming the item, for one without a key or an `=`."""
+    if items is None:
+        return []
+    pairs = []
+    for item in [items] if isinstance(items, str) else items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--where {item!r}: expected KEY=VALUE with a dotted config key, "
+                             f"e.g. lr=1e-3 or trainer.weight_decay=0.1")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def _config_value_matches(value, wanted: str) -> bool:
+    """A config value against a --where value: numbers as numbers (1e-3 is 0.001), booleans and
+    null as YAML writes them, anything else as a shell-style pattern on its text."""
+    if isinstance(value, bool):
+        return wanted.lower() == str(value).lower()
+    if value is None:
+        return wanted.lower() in ("null", "none", "~")
+    if isinstance(value, (int, float)):
+        try:
+            return math.isclose(float(value), float(wanted), rel_tol=1e-9, abs_tol=0.0)
+        except ValueError:
+            return False
+    return fnmatchcase(str(value), wanted)
+
+
+def filter_results(df: pd.DataFrame, tasks=None, mixers=None, where=None) -> pd.DataFrame:
+    """Rows whose task name or task setting matches one of `tasks`, whose mixer matches one of
+    `mixers` (lists or comma-separated strings; shell-style wildcards allowed) and whose config
+    has every `KEY=VALUE` of `where` (parse_where; runs of another value, or without the key,
+    are left out). ValueError for a `where` key that no run's config has: a misspelt key would
+    otherwise leave nothing, or everything, silently."""
     tasks, mixers = _split(tasks), _split(mixers)
     keep = pd.Series(True, index=df.index)
     if tasks:
@@ -186,6 +220,16 @@ def filter_results(df: pd.DataFrame, tasks=None, mixers=None) -> pd.DataFrame:
             lambda v: _matches(v, tasks))
     if mixers:
         keep &= df["mixer"].map(lambda v: _matches(v, mixers))
+    conditions = parse_where(where)
+    if conditions:
+        configs = df["config"] if "config" in df else pd.Series([None] * len(df), index=df.index)
+        flat = [flatten(c) if isinstance(c, Mapping) else {} for c in configs]
+        for key, wanted in conditions:
+            if not any(key in f for f in flat):
+                raise ValueError(f"--where {key}={wanted}: no run's config has the key {key!r} "
+                                 f"(a dotted key such as lr, seed or model.d_model)")
+            keep &= pd.Series([key in f and _config_value_matches(f[key], wanted) for f in flat],
+                              index=df.index)
     out = df[keep].copy()
     out.attrs.update(df.attrs)
     return out

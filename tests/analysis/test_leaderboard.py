@@ -107,6 +107,45 @@ def test_filters_and_metric(tmp_path):
         build_leaderboard(root, mixers="nonexistent")
 
 
+def test_where_keeps_one_learning_rate(tmp_path):
+    root = grid(tmp_path / "r")
+    # attention's better validation rate is 3e-3; --where lr=1e-3 shows the other one instead
+    low = build_leaderboard(root, where=["lr=1e-3"]).table
+    assert low.loc["attention", "mqar-64"] == pytest.approx(0.99)
+    assert low.loc["attention", "mqar-64 lr"] == pytest.approx(1e-3)
+    assert low.loc["first_order", "mqar-64"] == pytest.approx(0.40)
+    high = build_leaderboard(root, where="lr=0.003")
+    assert list(high.table.index) == ["attention"] and high.settings == ["mqar-64"]
+    assert high.table.loc["attention", "mqar-64"] == pytest.approx(statistics.mean(
+        [0.85, 0.87, 0.95]))
+    assert high.where == ["lr=0.003"]
+    # two conditions, and a nested key matched as text
+    one = build_leaderboard(root, where=["seed=2", "task.name=flip*"]).table
+    assert one.loc["attention", "flipflop-128"] == pytest.approx(0.74)
+    assert one.loc["attention", "flipflop-128 seeds"] == 1
+
+
+@pytest.mark.parametrize("where, message", [
+    ("lr", "KEY=VALUE"), ("=3", "KEY=VALUE"), ("learning_rate=1e-3", "'learning_rate'"),
+])
+def test_where_rejects_what_it_cannot_read(tmp_path, where, message):
+    root = grid(tmp_path / "r")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_leaderboard(root, where=[where])
+    with pytest.raises(NoResultsError):  # a value no run has: nothing left, said so
+        build_leaderboard(root, where=["lr=5e-4"])
+
+
+def test_main_where_is_written_down(tmp_path, capsys):
+    root = grid(tmp_path / "r")
+    out = tmp_path / "out"
+    assert main([str(root), "--out", str(out), "--no-plots", "--where", "lr=1e-3"]) == 0
+    assert "lr=1e-3 (--where)" in capsys.readouterr().out
+    assert json.loads((out / "leaderboard.json").read_text())["where"] == ["lr=1e-3"]
+    assert main([str(root), "--no-plots", "--where", "lr"]) == 1
+    assert "--where 'lr': expected KEY=VALUE" in capsys.readouterr().err
+
+
 def test_main_writes_every_output(tmp_path, capsys):
     root = grid(tmp_path / "r")
     out = tmp_path / "out"

@@ -191,6 +191,11 @@ def test_plots_main_exit_codes(tmp_path):
     bench.write_text(json.dumps({"records": bench_records({"attention": 2.0})}))
     assert plots.main([str(empty), "--bench", str(bench), "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "time_vs_n.png").exists()
+    one = tmp_path / "one"
+    write(one, make_result("mqar-64", "attention", 0, 1e-3, 0.5, 0.5))
+    assert plots.main([str(one), "--where", "lr", "--out", str(tmp_path / "w")]) == 1
+    assert plots.main([str(one), "--where", "lr=3e-3", "--out", str(tmp_path / "w")]) == 1
+    assert not (tmp_path / "w").exists()  # nothing drawn for a filter that left nothing
 
 
 def test_a_late_label_keeps_the_colours_already_given():
