@@ -12,7 +12,8 @@ Hooks of `runners.train.run` (docs/runners.md, "Running on a Slurm cluster"):
   `hydra.launcher.signal_delay_s` seconds before the job's time limit (USR2) raises
   `TimeLimitReached`, so the run is recorded as `failed` with that reason and the job ends
   normally (the grid goes on). Should code where the signal lands swallow that exception,
-  `check_time_limit()` raises it again at the next training, validation or test step. The
+  `check_time_limit()` raises it again at the next training, validation or test step; should
+  it turn it into another one, `time_limit()` raises TimeLimitReached from that one. The
   same signal long before the limit is a preemption: left to
   submitit, which requeues the job.
 - `job_info()`: the launcher, host, pid, job id and the job's stdout / stderr files, for the
@@ -237,6 +238,15 @@ def time_limit() -> Iterator[None]:
     signal.signal(sig, handler)
     try:
         yield
+    except TimeLimitReached:
+        raise
+    except Exception as e:
+        # The signal's exception can land in code that wraps every exception in one of its
+        # own (inspect.getfullargspec turns it into `TypeError: unsupported callable`): once
+        # the signal came, the reason a run ended is the time limit, whatever it became.
+        if _time_limit_message is not None:
+            raise TimeLimitReached(_time_limit_message) from e
+        raise
     finally:
         signal.signal(sig, previous)
         _time_limit_message = None  # a later run in this process starts without it

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -92,17 +93,26 @@ class _FakeSubmititHandler:  # what submitit installs for USR2: SignalHandler(..
         self.calls += 1
 
 
-@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
-                    reason="signal handlers live in the main thread")
-@pytest.mark.parametrize("timed_out", [True, False])
-def test_time_limit_signal(monkeypatch, timed_out):
+@contextmanager
+def _in_slurm_job_42(monkeypatch, timed_out: bool = True):
+    """Inside Slurm job 42 of submitit, with its USR2 handler installed (restored after)."""
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
     fake = _FakeSubmititHandler(timed_out)
-    sig = signal.SIGUSR2
-    original = signal.signal(sig, fake.checkpoint_and_try_requeue)
+    original = signal.signal(signal.SIGUSR2, fake.checkpoint_and_try_requeue)
     try:
+        yield fake
+    finally:
+        signal.signal(signal.SIGUSR2, original)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signal handlers live in the main thread")
+@pytest.mark.parametrize("timed_out", [True, False])
+def test_time_limit_signal(monkeypatch, timed_out):
+    sig = signal.SIGUSR2
+    with _in_slurm_job_42(monkeypatch, timed_out) as fake:
         if timed_out:
             with pytest.raises(cluster.TimeLimitReached, match="Slurm job 42 got SIGUSR2") as e:
                 with cluster.time_limit():
@@ -115,8 +125,6 @@ def test_time_limit_signal(monkeypatch, timed_out):
                 time.sleep(0.2)
             assert fake.calls == 1
         assert signal.getsignal(sig) == fake.checkpoint_and_try_requeue  # restored
-    finally:
-        signal.signal(sig, original)
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
@@ -124,18 +132,12 @@ def test_time_limit_signal(monkeypatch, timed_out):
 def test_time_limit_swallowed_where_it_landed_is_raised_at_the_next_check(monkeypatch):
     # the signal can land inside code that drops exceptions (logging's emit() does): the next
     # check raises it again, and the next run starts without it
-    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
-    monkeypatch.setenv("SLURM_JOB_ID", "42")
-    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
-    fake = _FakeSubmititHandler(timed_out=True)
-    sig = signal.SIGUSR2
-    original = signal.signal(sig, fake.checkpoint_and_try_requeue)
-    try:
+    with _in_slurm_job_42(monkeypatch):
         with cluster.time_limit():
             cluster.check_time_limit()  # no signal yet: nothing raised
             swallowed = False
             try:
-                os.kill(os.getpid(), sig)
+                os.kill(os.getpid(), signal.SIGUSR2)
                 time.sleep(5)
             except Exception:  # noqa: BLE001 - what logging.Handler.emit does
                 swallowed = True
@@ -144,8 +146,35 @@ def test_time_limit_swallowed_where_it_landed_is_raised_at_the_next_check(monkey
                 cluster.check_time_limit()
         with cluster.time_limit():  # the next run of this worker
             cluster.check_time_limit()
-    finally:
-        signal.signal(sig, original)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signal handlers live in the main thread")
+def test_time_limit_turned_into_another_exception_is_still_the_time_limit(monkeypatch):
+    # the signal can land inside code that wraps any exception in its own:
+    # inspect.getfullargspec re-raises it as `TypeError: unsupported callable`. The run's
+    # reason (the last line of its traceback) must still be the time limit; an error
+    # without the signal passes through as it is
+    import inspect
+
+    class SignalledWhileInspected:  # its signature is looked up while the signal lands
+        @property
+        def __signature__(self):
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(5)
+
+        def __call__(self):
+            pass
+
+    with _in_slurm_job_42(monkeypatch):
+        with pytest.raises(cluster.TimeLimitReached, match="Slurm job 42 got SIGUSR2") as e:
+            with cluster.time_limit():
+                inspect.getfullargspec(SignalledWhileInspected())
+        assert isinstance(e.value.__cause__, TypeError)
+        assert "unsupported callable" in str(e.value.__cause__)
+        with pytest.raises(ValueError, match="not the time limit"):
+            with cluster.time_limit():
+                raise ValueError("not the time limit")
 
 
 def test_stop_at_time_limit_callback_raises_at_each_kind_of_step(monkeypatch):
