@@ -60,9 +60,22 @@ class Style:
         self.colors = colors_for(self.order)
         self.legend = dict(legend or {})
 
+    def keys_to_show(self, label) -> str | None:
+        """The config keys a legend entry has to spell out under its label: none when the label
+        already says them (`attention [n_layers=2]` for `model.n_layers=2`: the last part of each
+        key, as analysis.results names them), the keys in full when it stands for them
+        (`attention [a]`)."""
+        keys = self.legend.get(str(label))
+        if not keys:
+            return None
+        short = ", ".join(k.rsplit(".", 1)[-1] + "=" + v if "=" in part else part
+                          for part in keys.split(", ")
+                          for k, _, v in [part.partition("=")])
+        return None if str(label).endswith(f"[{short}]") else keys
+
     def text(self, label) -> str:
         """A legend entry: the label, and the keys it stands for wrapped under it."""
-        keys = self.legend.get(str(label))
+        keys = self.keys_to_show(label)
         if not keys:
             return str(label)
         return str(label) + "\n" + textwrap.fill(keys, 44, initial_indent="  ",
@@ -125,7 +138,7 @@ def _legend(fig, style: Style, mixers, extra=()) -> None:
     handles = [Line2D([], [], color=style.color(m), marker=style.marker(m), linestyle="-",
                       label=style.text(m)) for m in mixers]
     handles += list(extra)
-    if not any(style.legend.get(str(m)) for m in mixers):
+    if not any(style.keys_to_show(m) for m in mixers):
         fig.legend(handles=handles, loc="outside right center", frameon=False, title="mixer",
                    fontsize="small")
         return

@@ -205,3 +205,26 @@ def test_a_late_label_keeps_the_colours_already_given():
         style.color(f"late{i}")
     assert {k: style.colors[k] for k in first} == first
     assert len(set(style.colors.values())) == len(style.colors)
+
+
+def test_a_legend_entry_spells_out_the_keys_only_where_its_label_does_not_say_them():
+    import pandas as pd
+
+    from analysis.results import label_by_difference
+
+    base = pd.Series(["attention", "attention", "pow2", "pow2"])
+    ids = pd.Series([{"model.n_layers": 1}, {"model.n_layers": 2},
+                     {"model.d_model": 16, "trainer.max_steps": 600, "mixer.short_conv": 4},
+                     {"model.d_model": 32, "trainer.max_steps": 800, "mixer.short_conv": 0}])
+    labels, legend = label_by_difference(base, ids, width=24)
+    style = plots.Style(labels, legend)
+    # `attention [n_layers=2]` already says model.n_layers=2: the entry is the label alone
+    assert list(labels[:2]) == ["attention [n_layers=1]", "attention [n_layers=2]"]
+    assert style.text(labels[1]) == "attention [n_layers=2]"
+    assert style.keys_to_show(labels[1]) is None
+    # a label too long for the width became a letter: its entry carries the keys in full
+    assert set(labels[2:]) == {"pow2 [a]", "pow2 [b]"} and "\n" in style.text(labels[2])
+    assert "model.d_model=16" in style.text(labels[2])
+    assert style.keys_to_show(labels[3]) == legend[labels[3]]
+    # a label that stands for nothing has no keys either
+    assert plots.Style(["attention"]).text("attention") == "attention"
