@@ -61,17 +61,13 @@ class Style:
         self.legend = dict(legend or {})
 
     def keys_to_show(self, label) -> str | None:
-        """The config keys a legend entry has to spell out under its label: none when the label
-        already says them (`attention [n_layers=2]` for `model.n_layers=2`: the last part of each
-        key, as analysis.results names them), the keys in full when it stands for them
-        (`attention [a]`)."""
+        """The config keys a legend entry has to spell out under its label: none when its tag
+        already says them (`attention [n_layers=2]` for `model.n_layers=2`), the keys in full
+        under a letter tag (`attention [a]`), which analysis.results' label_by_difference gives
+        where the key=value tag would be too long or ambiguous."""
         keys = self.legend.get(str(label))
-        if not keys:
-            return None
-        short = ", ".join(k.rsplit(".", 1)[-1] + "=" + v if "=" in part else part
-                          for part in keys.split(", ")
-                          for k, _, v in [part.partition("=")])
-        return None if str(label).endswith(f"[{short}]") else keys
+        tag = str(label).rpartition(" [")[2]
+        return None if not keys or "=" in tag else keys
 
     def text(self, label) -> str:
         """A legend entry: the label, and the keys it stands for wrapped under it."""
